@@ -1,0 +1,50 @@
+"""Dependencies shared by the routers: the services and the caller's principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..model import Principal, Role
+from ..services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def get_principal(request: Request, services: ServicesDep) -> Principal:
+    principal = services.auth.authenticate(presented_key(request))
+    request.state.principal = principal
+    return principal
+
+
+def _role(role: Role) -> object:
+    def check(principal: Annotated[Principal, Depends(get_principal)], services: ServicesDep) -> Principal:
+        if not principal.system:
+            services.usage.request(principal.tenant_id)
+        return services.auth.require(principal, role)
+
+    return check
+
+
+AnyPrincipal = Annotated[Principal, Depends(get_principal)]
+IngestPrincipal = Annotated[Principal, Depends(_role(Role.INGEST))]
+ReadPrincipal = Annotated[Principal, Depends(_role(Role.READ))]
+AdminPrincipal = Annotated[Principal, Depends(_role(Role.ADMIN))]

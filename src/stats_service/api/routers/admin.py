@@ -1,0 +1,159 @@
+"""Tenants, API keys and replay (admin role)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from ...errors import Forbidden
+from ...ingest.replay import replay
+from ...model import Principal, Role
+from ...storage.records import ApiKeyRecord, Tenant
+from ..deps import AdminPrincipal, ServicesDep
+from ..problems import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=PROBLEM_RESPONSES)
+TENANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class TenantIn(BaseModel):
+    name: str = Field(pattern=TENANT_NAME, description="Lower-case letters, digits, _ and -.")
+    retention_days: int | None = Field(None, ge=1, le=36500)
+
+
+class TenantPatch(BaseModel):
+    retention_days: int | None = Field(None, ge=1, le=36500)
+    max_series: int | None = Field(None, ge=1)
+    max_batch_points: int | None = Field(None, ge=1)
+
+
+class TenantOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    retention_days: int
+    max_series: int
+    max_batch_points: int
+
+    @classmethod
+    def of(cls, t: Tenant) -> TenantOut:
+        return cls(
+            id=t.id, name=t.name, created_at=t.created_at, retention_days=t.retention_days,
+            max_series=t.max_series, max_batch_points=t.max_batch_points,
+        )
+
+
+class KeyIn(BaseModel):
+    tenant: str | None = Field(None, description="Defaults to the caller's tenant.")
+    role: Role
+    name: str | None = Field(None, max_length=200)
+
+
+class KeyOut(BaseModel):
+    id: str
+    tenant: str
+    role: str
+    prefix: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, r: ApiKeyRecord) -> KeyOut:
+        return cls(
+            id=r.id, tenant=r.tenant, role=r.role, prefix=r.prefix, name=r.name,
+            created_at=r.created_at, revoked_at=r.revoked_at,
+        )
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The secret; shown only in this answer.")
+
+
+class ReplayIn(BaseModel):
+    from_: date = Field(alias="from")
+    to: date
+    tenant: str | None = None
+
+
+class ReplayOut(BaseModel):
+    batches: int
+    points: int
+    failed: list[str]
+
+
+def _superuser(principal: Principal) -> None:
+    if not principal.superuser:
+        raise Forbidden("only an admin of the `default` tenant may manage tenants")
+
+
+def _scope(principal: Principal, tenant: str | None) -> str:
+    name = tenant or principal.tenant
+    if name != principal.tenant and not principal.superuser:
+        raise Forbidden(f"an admin of {principal.tenant!r} may not manage tenant {name!r}")
+    return name
+
+
+@router.post("/tenants", status_code=201, response_model=TenantOut)
+def create_tenant(body: TenantIn, principal: AdminPrincipal, services: ServicesDep) -> TenantOut:
+    """Create a tenant (admins of `default` only)."""
+    _superuser(principal)
+    return TenantOut.of(services.auth.create_tenant(body.name, body.retention_days))
+
+
+@router.get("/tenants", response_model=list[TenantOut])
+def list_tenants(principal: AdminPrincipal, services: ServicesDep) -> list[TenantOut]:
+    """Every tenant for admins of `default`, otherwise the caller's own."""
+    tenants = services.store.list_tenants()
+    return [TenantOut.of(t) for t in tenants if principal.superuser or t.id == principal.tenant_id]
+
+
+@router.patch("/tenants/{name}", response_model=TenantOut)
+def update_tenant(
+    name: str, body: TenantPatch, principal: AdminPrincipal, services: ServicesDep
+) -> TenantOut:
+    """Change a tenant's retention and limits."""
+    _superuser(principal)
+    changes = {k: v for k, v in body.model_dump().items() if v is not None}
+    tenant = services.store.update_tenant(name, **changes)
+    services.pipeline.forget_tenant(tenant.id)
+    return TenantOut.of(tenant)
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+def create_key(body: KeyIn, principal: AdminPrincipal, services: ServicesDep) -> KeyCreated:
+    """Create an API key; its secret is in this answer only."""
+    record, raw = services.auth.create_key(_scope(principal, body.tenant), body.role, body.name)
+    return KeyCreated(**KeyOut.of(record).model_dump(), key=raw)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(principal: AdminPrincipal, services: ServicesDep) -> list[KeyOut]:
+    """Keys (never their secrets): all for admins of `default`, else the tenant's."""
+    tenant_id = None if principal.superuser else principal.tenant_id
+    return [KeyOut.of(r) for r in services.store.list_keys(tenant_id)]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def revoke_key(
+    key_id: Annotated[str, Path(max_length=64)], principal: AdminPrincipal, services: ServicesDep
+) -> KeyOut:
+    """Revoke a key; it stops working at once."""
+    tenant_id = None if principal.superuser else principal.tenant_id
+    return KeyOut.of(services.auth.revoke_key(key_id, tenant_id))
+
+
+@router.post("/replay", response_model=ReplayOut)
+async def replay_archive(
+    body: ReplayIn, principal: AdminPrincipal, services: ServicesDep
+) -> ReplayOut:
+    """Rebuild points from the raw archive for days from..to (never overwrites)."""
+    tenant = _scope(principal, body.tenant) if body.tenant or not principal.superuser else None
+    report = await anyio.to_thread.run_sync(
+        replay, services.archive, services.pipeline, services.writer, body.from_, body.to, tenant
+    )
+    return ReplayOut(batches=report.batches, points=report.points, failed=report.failed)

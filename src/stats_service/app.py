@@ -1,0 +1,142 @@
+"""create_app(settings): wire the routers and run the service's lifecycle.
+
+Start: store (migrations) -> writer -> bootstrap tenant/key -> periodic jobs.
+Stop, in reverse: jobs -> writer drained (every acknowledged batch committed) -> store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from . import __version__
+from .api import errors
+from .api.middleware import RequestMetrics
+from .api.problems import Problem
+from .api.routers import admin, health, ingest
+from .config import Settings
+from .jobs.retention import apply_retention
+from .jobs.scheduler import Job, Scheduler
+from .services import Services
+
+log = structlog.get_logger(__name__)
+
+ROUTERS = (health, ingest, admin)
+
+
+def _optional_routers() -> list[Any]:
+    """Read routers, present once their modules exist."""
+    import importlib
+
+    found = []
+    for name in ("devices", "series", "stats", "export", "usage"):
+        try:
+            found.append(importlib.import_module(f"stats_service.api.routers.{name}"))
+        except ModuleNotFoundError:
+            continue
+    return found
+
+
+def create_app(
+    settings: Settings,
+    *,
+    control_token: str | None = None,
+    on_admin_key: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The ASGI app. `on_admin_key` receives a generated first admin key (to print once)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings)
+        services.auth.control_token = control_token
+        services.start()
+        generated = services.auth.bootstrap()
+        if generated is not None and on_admin_key is not None:
+            on_admin_key(generated)
+        app.state.services = services
+        scheduler = Scheduler(
+            [
+                Job(
+                    "retention",
+                    settings.retention_interval_s,
+                    lambda: apply_retention(
+                        services.store,
+                        services.metrics,
+                        datetime.now(UTC).replace(tzinfo=None),
+                        settings.idempotency_ttl_h,
+                    ),
+                )
+            ]
+        )
+        scheduler.start()
+        log.info("started", data_dir=str(settings.data_dir), version=__version__)
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            services.stop()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="StatisticsService",
+        version=__version__,
+        description="Telemetry ingest, time-series storage and chart-ready statistics.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (*ROUTERS, *_optional_routers()):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    metrics_holder = _LazyMetrics(app)
+    app.add_middleware(RequestMetrics, metrics=metrics_holder)  # type: ignore[arg-type]
+    return app
+
+
+class _LazyMetrics:
+    """The middleware is built before the lifespan creates the services."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    @property
+    def request_seconds(self) -> Any:
+        return self._app.state.services.metrics.request_seconds
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in components["Problem"].pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    contract = json.loads(
+        resources.files("stats_service").joinpath("contracts/ingest-v1.schema.json").read_text()
+    )
+    defs = contract.pop("$defs")
+    for name, sub in defs.items():
+        components[f"Ingest{name}"] = sub
+    text = json.dumps(contract | {"title": "IngestPayload"})
+    text = text.replace('"#/$defs/', '"#/components/schemas/Ingest')
+    components["IngestPayload"] = json.loads(text)
+    for name in list(components):
+        if name.startswith("Ingest") and name != "IngestPayload":
+            sub_text = json.dumps(components[name]).replace(
+                '"#/$defs/', '"#/components/schemas/Ingest'
+            )
+            components[name] = json.loads(sub_text)
+    for key in ("$schema", "$id"):
+        components["IngestPayload"].pop(key, None)
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,124 @@
+"""Tenants, keys and the check of a presented key."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from datetime import UTC, datetime
+
+from ..config import Settings
+from ..errors import BadRequest, Forbidden, NotFound, Unauthorized
+from ..model import Principal, Role
+from ..storage.embedded import EmbeddedStore
+from ..storage.records import ApiKeyRecord, Tenant
+from .keys import display_prefix, hash_key, new_key, new_key_id
+
+DEFAULT_TENANT = "default"
+CACHE_TTL_S = 5.0
+
+
+class AuthService:
+    def __init__(self, store: EmbeddedStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+        self.control_token: str | None = None  # set by a serving process for the local CLI
+
+    # -- bootstrap ---------------------------------------------------------------------
+
+    def bootstrap(self) -> str | None:
+        """Create tenant `default` and its first admin key. Returns a key to print once."""
+        tenant = self._store.get_tenant(DEFAULT_TENANT) or self.create_tenant(DEFAULT_TENANT)
+        if self._settings.admin_key is not None:
+            if self._store.find_key(hash_key(self._settings.admin_key)) is None:
+                self._add_key(tenant, Role.ADMIN, self._settings.admin_key, "STATS_ADMIN_KEY")
+            return None
+        if self._store.count_keys(tenant.id) == 0:
+            raw = new_key()
+            self._add_key(tenant, Role.ADMIN, raw, "initial admin key")
+            return raw
+        return None
+
+    # -- checking keys -----------------------------------------------------------------
+
+    def authenticate(self, raw: str | None) -> Principal:
+        if not raw:
+            raise Unauthorized(
+                "an API key is required: send it as `X-API-Key: <key>` or "
+                "`Authorization: Bearer <key>`"
+            )
+        if self.control_token is not None and hmac.compare_digest(raw, self.control_token):
+            return Principal(0, DEFAULT_TENANT, Role.ADMIN, system=True)
+        digest = hash_key(raw)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = self._store.find_key(digest)
+        if found is None or not hmac.compare_digest(found[2], digest):
+            raise Unauthorized("unknown API key")
+        record, tenant, _ = found
+        if record.revoked:
+            raise Unauthorized("this API key has been revoked")
+        principal = Principal(tenant.id, tenant.name, Role(record.role), record.id)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + CACHE_TTL_S, principal)
+        return principal
+
+    @staticmethod
+    def require(principal: Principal, role: Role) -> Principal:
+        if not principal.may(role):
+            raise Forbidden(
+                f"this key has role {principal.role.value!r}; {role.value!r} is needed here"
+            )
+        return principal
+
+    # -- tenants and keys --------------------------------------------------------------
+
+    def create_tenant(self, name: str, retention_days: int | None = None) -> Tenant:
+        s = self._settings
+        return self._store.create_tenant(
+            name,
+            retention_days=retention_days or s.retention_days,
+            max_series=s.max_series,
+            max_batch_points=s.max_batch_points,
+        )
+
+    def tenant(self, name: str) -> Tenant:
+        tenant = self._store.get_tenant(name)
+        if tenant is None:
+            raise NotFound(f"tenant {name!r} does not exist")
+        return tenant
+
+    def create_key(self, tenant_name: str, role: str, name: str | None = None) -> tuple[ApiKeyRecord, str]:
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise BadRequest(f"role must be one of ingest, read, admin (got {role!r})") from None
+        raw = new_key()
+        record = self._add_key(self.tenant(tenant_name), parsed, raw, name)
+        return record, raw
+
+    def _add_key(self, tenant: Tenant, role: Role, raw: str, name: str | None) -> ApiKeyRecord:
+        record = ApiKeyRecord(
+            id=new_key_id(),
+            tenant_id=tenant.id,
+            tenant=tenant.name,
+            role=role.value,
+            prefix=display_prefix(raw),
+            name=name,
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+        )
+        self._store.add_key(record, hash_key(raw))
+        return record
+
+    def revoke_key(self, key_id: str, tenant_id: int | None) -> ApiKeyRecord:
+        record = self._store.revoke_key(key_id, tenant_id)
+        with self._lock:
+            self._cache.clear()
+        return record

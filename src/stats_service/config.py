@@ -1,0 +1,119 @@
+"""The one settings object. Built once at the edge (CLI) and passed in explicitly.
+
+Every field has a description; `.env.example` and `docs/configuration.md` list them all
+(a test checks that), and each is settable as an environment variable `STATS_<NAME>`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of one StatisticsService process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STATS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    data_dir: Path = Field(
+        Path("./data"),
+        description="Directory holding the embedded database, the raw archive and run files.",
+    )
+    admin_key: str | None = Field(
+        None,
+        description=(
+            "Admin API key of the `default` tenant, installed on first start. When unset a "
+            "random key is generated and printed once."
+        ),
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level of log lines written."
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="`json` for one JSON object per line, `console` for humans."
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest accepted request body in bytes (413 above)."
+    )
+    max_batch_points: int = Field(
+        100_000,
+        ge=1,
+        description="Default per-tenant limit on points in one ingest request (413 above).",
+    )
+    max_series: int = Field(
+        100_000, ge=1, description="Default per-tenant limit on the number of series (422 above)."
+    )
+    retention_days: int = Field(
+        30, ge=1, description="Default per-tenant retention of points, in days."
+    )
+    retention_interval_s: float = Field(
+        3600.0, gt=0, description="Seconds between two runs of the retention job."
+    )
+    future_skew_s: float = Field(
+        600.0,
+        ge=0,
+        description="How far in the future (seconds) a timestamp may lie before it is refused.",
+    )
+    queue_max_points: int = Field(
+        2_000_000,
+        ge=1000,
+        description="Points the writer queue holds at most; above this ingest answers 429.",
+    )
+    commit_max_points: int = Field(
+        250_000, ge=1, description="Most points the writer commits in one transaction."
+    )
+    commit_linger_ms: float = Field(
+        2.0,
+        ge=0,
+        description="How long the writer waits for more batches before committing a group.",
+    )
+    ingest_timeout_s: float = Field(
+        30.0, gt=0, description="How long an ingest request waits for its commit (503 after)."
+    )
+    idempotency_ttl_h: float = Field(
+        24.0, gt=0, description="Hours an Idempotency-Key and its response are remembered."
+    )
+    archive_enabled: bool = Field(
+        True, description="Keep every accepted payload, compressed, in the raw archive."
+    )
+    archive_level: int = Field(3, ge=1, le=22, description="zstd level of the raw archive.")
+    duckdb_memory_limit: str = Field(
+        "1GB", description="Memory limit of the embedded DuckDB database (e.g. `512MB`, `2GB`)."
+    )
+    duckdb_threads: int = Field(
+        2, ge=1, description="Threads the embedded DuckDB database uses for one query."
+    )
+    export_batch_rows: int = Field(
+        50_000, ge=1000, description="Rows per chunk when streaming an export."
+    )
+    demo_devices: int = Field(3, ge=1, le=100, description="Virtual boards run by `demo`.")
+    demo_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between two readings of a demo board."
+    )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_strong(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("STATS_ADMIN_KEY must be at least 16 characters long")
+        return value
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "stats.duckdb"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def server_file(self) -> Path:
+        """Where a running server says where it listens (used by the CLI)."""
+        return self.data_dir / "server.json"

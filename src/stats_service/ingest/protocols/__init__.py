@@ -1,0 +1,12 @@
+"""Wire formats: one module per format, each a pure `parse(body, ctx) -> Batch`."""
+
+from __future__ import annotations
+
+from . import json_v1
+from .base import ParseContext, Parser
+
+PARSERS: dict[str, Parser] = {
+    "json": json_v1.parse,
+}
+
+__all__ = ["PARSERS", "ParseContext", "Parser"]

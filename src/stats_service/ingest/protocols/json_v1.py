@@ -1,0 +1,196 @@
+"""The native JSON contract (`POST /v1/ingest`), see docs/contracts/ingest-v1.md.
+
+One object or a list of them, each either a single reading
+
+    {"device": "esp32-kitchen", "ts": "...", "tags": {...}, "metrics": {"temperature": 21.5}}
+
+or a buffered batch
+
+    {"device": "esp32-kitchen", "points": [{"ts": ..., "values": {"temperature": 21.5}}]}
+
+A metric value is a number or `{"value": <number>, "unit": "°C"}`; `units` maps metric
+names to units for the whole object. Every error is collected with its location before
+the request is refused, so a client sees all its mistakes at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import orjson
+
+from ...errors import BadRequest
+from ...model import DEVICE_TAG, Batch
+from ..timestamps import TimestampError, format_us, parse_timestamp
+from .base import BatchBuilder, ParseContext
+
+DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+TAG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+MAX_NAME = 200
+MAX_TAG_VALUE = 256
+MAX_TAGS = 32
+OBJECT_KEYS = frozenset({"device", "ts", "tags", "metrics", "points", "units", "schema"})
+POINT_KEYS = frozenset({"ts", "values", "tags"})
+DEVICE_MSG = (
+    "must be 1-128 characters: letters, digits and . _ : @ - (starting with a letter or digit)"
+)
+
+
+def parse(body: bytes, ctx: ParseContext) -> Batch:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    builder = BatchBuilder(ctx.tenant_id)
+    if isinstance(doc, list):
+        if not doc:
+            builder.error("body", "the batch holds no points (empty list)")
+        for i, obj in enumerate(doc):
+            _parse_object(obj, f"[{i}]", builder, ctx)
+    else:
+        _parse_object(doc, "", builder, ctx)
+    return builder.build()
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> None:
+    if not isinstance(obj, dict):
+        b.error(loc or "body", "must be an object with `device` and `metrics` or `points`")
+        return
+    for key in obj.keys() - OBJECT_KEYS:
+        b.error(_join(loc, key), f"unknown field; allowed: {', '.join(sorted(OBJECT_KEYS))}")
+    device = obj.get("device")
+    if device is None:
+        b.error(_join(loc, "device"), "is required")
+    elif not isinstance(device, str) or not DEVICE_RE.match(device):
+        b.error(_join(loc, "device"), DEVICE_MSG)
+        device = None
+    tags = _parse_tags(obj.get("tags"), _join(loc, "tags"), b)
+    units = _parse_units(obj.get("units"), _join(loc, "units"), b)
+    if device is not None and tags is not None:
+        tags[DEVICE_TAG] = device
+    has_metrics, has_points = "metrics" in obj, "points" in obj
+    if has_metrics == has_points:
+        b.error(loc or "body", "needs exactly one of `metrics` (one reading) or `points` (a batch)")
+        return
+    if has_metrics:
+        ts = _timestamp(obj.get("ts"), _join(loc, "ts"), b, ctx)
+        _parse_values(obj["metrics"], _join(loc, "metrics"), ts, tags, units, b)
+        return
+    if "ts" in obj:
+        b.error(_join(loc, "ts"), "not allowed beside `points`; give each point its `ts`")
+    points = obj["points"]
+    if not isinstance(points, list) or not points:
+        b.error(_join(loc, "points"), "must be a non-empty list of {ts, values}")
+        return
+    for j, point in enumerate(points):
+        ploc = f"{_join(loc, 'points')}[{j}]"
+        if not isinstance(point, dict):
+            b.error(ploc, "must be an object with `values` and an optional `ts`")
+            continue
+        for key in point.keys() - POINT_KEYS:
+            b.error(f"{ploc}.{key}", "unknown field; allowed: tags, ts, values")
+        ptags = tags
+        if "tags" in point:
+            extra = _parse_tags(point["tags"], f"{ploc}.tags", b)
+            ptags = None if tags is None or extra is None else {**tags, **extra}
+        ts = _timestamp(point.get("ts"), f"{ploc}.ts", b, ctx)
+        if "values" not in point:
+            b.error(f"{ploc}.values", "is required")
+            continue
+        _parse_values(point["values"], f"{ploc}.values", ts, ptags, units, b)
+
+
+def _parse_tags(raw: Any, loc: str, b: BatchBuilder) -> dict[str, str] | None:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        b.error(loc, "must be an object of string values")
+        return None
+    if len(raw) > MAX_TAGS:
+        b.error(loc, f"at most {MAX_TAGS} tags")
+        return None
+    ok = True
+    for key, value in raw.items():
+        if key == DEVICE_TAG:
+            b.error(f"{loc}.{key}", "is reserved; use the top-level `device` field")
+            ok = False
+        elif not TAG_KEY_RE.match(key):
+            b.error(f"{loc}.{key}", "tag names are 1-64 letters, digits, _ . : - ")
+            ok = False
+        elif not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE:
+            b.error(f"{loc}.{key}", f"must be a non-empty string of at most {MAX_TAG_VALUE}")
+            ok = False
+    return dict(raw) if ok else None
+
+
+def _parse_units(raw: Any, loc: str, b: BatchBuilder) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, str) and 0 < len(v) <= 32 for v in raw.values()
+    ):
+        b.error(loc, "must map metric names to unit strings of 1-32 characters")
+        return {}
+    return dict(raw)
+
+
+def _timestamp(raw: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> int | None:
+    if raw is None:
+        return ctx.now_us
+    try:
+        ts = parse_timestamp(raw, ctx.precision)
+    except TimestampError as exc:
+        b.error(loc, str(exc))
+        return None
+    if ts > ctx.max_future_us:
+        b.error(
+            loc,
+            f"{format_us(ts)} lies too far in the future (server time {format_us(ctx.now_us)}); "
+            "check the device clock",
+        )
+        return None
+    return ts
+
+
+def _parse_values(
+    raw: Any,
+    loc: str,
+    ts: int | None,
+    tags: dict[str, str] | None,
+    units: dict[str, str],
+    b: BatchBuilder,
+) -> None:
+    if not isinstance(raw, dict) or not raw:
+        b.error(loc, "must be a non-empty object of metric name -> number")
+        return
+    tag_tuple = tuple(sorted(tags.items())) if tags is not None else None
+    for name, value in raw.items():
+        vloc = f"{loc}.{name}"
+        unit = units.get(name)
+        if isinstance(value, dict):
+            unit = value.get("unit", unit)
+            if set(value) - {"value", "unit"} or (
+                unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 32)
+            ):
+                b.error(vloc, "must be a number or {\"value\": number, \"unit\": string}")
+                continue
+            value = value.get("value")
+        if not 0 < len(name) <= MAX_NAME or any(ord(c) < 32 for c in name):
+            b.error(vloc, f"metric names are 1-{MAX_NAME} printable characters")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            b.error(vloc, "must be a finite number")
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            b.error(vloc, "must be a finite number")
+            continue
+        if ts is None or tag_tuple is None:
+            continue  # the error is already recorded where it was
+        b.add(b.series_id(name, tag_tuple, unit), ts, number)

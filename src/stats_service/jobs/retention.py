@@ -1,0 +1,38 @@
+"""Retention: delete points older than each tenant's retention, and stale idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+
+from ..metrics import ServiceMetrics
+from ..storage.embedded import EmbeddedStore
+
+log = structlog.get_logger(__name__)
+
+
+def apply_retention(
+    store: EmbeddedStore, metrics: ServiceMetrics, now: datetime, idempotency_ttl_h: float
+) -> dict[str, int]:
+    """Delete expired points of every tenant; returns the count deleted per tenant."""
+    deleted: dict[str, int] = {}
+    for tenant in store.list_tenants():
+        cutoff = now - timedelta(days=tenant.retention_days)
+        with store.transaction() as con:
+            row = con.execute(
+                "DELETE FROM points WHERE ts < ? AND series_id IN "
+                "(SELECT id FROM series WHERE tenant_id = ?)",
+                [cutoff, tenant.id],
+            ).fetchone()
+        count = int(row[0]) if row else 0
+        deleted[tenant.name] = count
+        if count:
+            metrics.retention_deleted.labels(tenant.name).inc(count)
+            log.info("retention_deleted", tenant_id=tenant.id, points=count, before=cutoff.isoformat())
+    with store.transaction() as con:
+        con.execute(
+            "DELETE FROM idempotency WHERE created_at < ?",
+            [now - timedelta(hours=idempotency_ttl_h)],
+        )
+    return deleted

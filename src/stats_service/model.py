@@ -1,0 +1,139 @@
+"""Core types shared by every layer: series keys, batches of points, principals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+DEVICE_TAG = "device"
+
+Int64Array = npt.NDArray[np.int64]
+Float64Array = npt.NDArray[np.float64]
+
+
+class Role(StrEnum):
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a tenant and a role. `system` is the local CLI over the control token."""
+
+    tenant_id: int
+    tenant: str
+    role: Role
+    key_id: str | None = None
+    system: bool = False
+
+    def may(self, needed: Role) -> bool:
+        if self.role is Role.ADMIN:
+            return True
+        return self.role is needed
+
+    @property
+    def superuser(self) -> bool:
+        """May manage every tenant: the local CLI and admins of the `default` tenant."""
+        return self.system or (self.role is Role.ADMIN and self.tenant == "default")
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesKey:
+    """Canonical identity of a series: tenant, metric name and sorted tags (device is a tag)."""
+
+    tenant_id: int
+    metric: str
+    tags: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, tenant_id: int, metric: str, tags: dict[str, str]) -> SeriesKey:
+        return cls(tenant_id, metric, tuple(sorted(tags.items())))
+
+    def canonical(self) -> bytes:
+        return json.dumps(
+            [self.tenant_id, self.metric, [list(t) for t in self.tags]],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+
+    @property
+    def series_id(self) -> int:
+        """Stable signed 64-bit hash of the canonical key; any process computes the same."""
+        digest = hashlib.blake2b(self.canonical(), digest_size=8).digest()
+        return int.from_bytes(digest, "little", signed=True)
+
+    @property
+    def device(self) -> str | None:
+        return dict(self.tags).get(DEVICE_TAG)
+
+    def tags_dict(self) -> dict[str, str]:
+        return dict(self.tags)
+
+
+@dataclass(slots=True)
+class SeriesMeta:
+    key: SeriesKey
+    unit: str | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Columnar points of one tenant plus the series they mention.
+
+    `series_id`, `ts` (UTC microseconds) and `value` are parallel arrays.
+    """
+
+    tenant_id: int
+    series_id: Int64Array
+    ts: Int64Array
+    value: Float64Array
+    series: dict[int, SeriesMeta] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.series_id.shape[0])
+
+    @property
+    def devices(self) -> set[str]:
+        return {d for m in self.series.values() if (d := m.key.device) is not None}
+
+    @classmethod
+    def empty(cls, tenant_id: int) -> Batch:
+        return cls(
+            tenant_id,
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+        )
+
+
+@dataclass(slots=True)
+class WriteItem:
+    """One accepted request on its way to the writer."""
+
+    batch: Batch
+    batch_id: str
+    received_at: datetime
+    protocol: str
+    nbytes: int
+    response: dict[str, object]
+    idempotency_key: str | None = None
+    body_hash: str | None = None
+    only_missing: bool = False  # replay: never overwrite a point that exists
+    tenant: str = ""
+    archive_frame: bytes | None = None  # the compressed raw payload, archived before commit
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What the writer did with one item: its response, and whether it was a retry."""
+
+    response: dict[str, object]
+    replayed: bool = False
+    points_written: int = 0

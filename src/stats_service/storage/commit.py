@@ -1,0 +1,250 @@
+"""Group commit: write many accepted requests in one DuckDB transaction.
+
+Called only by the writer thread, inside `EmbeddedStore.transaction()`. Points of the
+whole group are de-duplicated (last write wins for the same series and timestamp),
+sorted by (series, time) so that DuckDB's zone maps and compression work, and any
+stored point with the same (series, time) is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from ..errors import Conflict
+from ..model import Batch, Int64Array, SeriesMeta, WriteItem, WriteOutcome
+
+UsageKey = tuple[int, date]
+UsageDelta = dict[UsageKey, list[int]]  # points, bytes, requests, rejected
+
+
+def commit_group(
+    con: duckdb.DuckDBPyConnection,
+    items: Sequence[WriteItem],
+    usage: UsageDelta,
+    now: datetime,
+) -> list[WriteOutcome]:
+    usage = {k: list(v) for k, v in usage.items()}  # the caller's copy stays as it was
+    outcomes: list[WriteOutcome | None] = [None] * len(items)
+    fresh: list[int] = []
+    seen_ids: dict[str, int] = {}
+    keyed = [it.batch_id for it in items if it.idempotency_key is not None]
+    stored = _stored_responses(con, keyed)
+    for i, item in enumerate(items):
+        if item.idempotency_key is not None:
+            if item.batch_id in stored:
+                outcomes[i] = WriteOutcome(orjson.loads(stored[item.batch_id]), replayed=True)
+                continue
+            if item.batch_id in seen_ids:
+                outcomes[i] = WriteOutcome(items[seen_ids[item.batch_id]].response, replayed=True)
+                continue
+            seen_ids[item.batch_id] = i
+        fresh.append(i)
+
+    _upsert_series(con, [items[i].batch for i in fresh], now)
+    _write_points(con, [items[i].batch for i in fresh if not items[i].only_missing], replace=True)
+    written = {
+        i: _write_points(con, [items[i].batch], replace=False)
+        for i in fresh
+        if items[i].only_missing
+    }
+    _touch_devices(con, [items[i] for i in fresh], now)
+    for i in fresh:
+        item = items[i]
+        delta = usage.setdefault((item.batch.tenant_id, now.date()), [0, 0, 0, 0])
+        points = written.get(i, len(item.batch))
+        delta[0] += points
+        delta[1] += item.nbytes
+        outcomes[i] = WriteOutcome(item.response, points_written=points)
+    _save_idempotency(con, [items[i] for i in fresh if items[i].idempotency_key], now)
+    _add_usage(con, usage)
+    return [o for o in outcomes if o is not None]
+
+
+def _stored_responses(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> dict[str, str]:
+    if not batch_ids:
+        return {}
+    rows = con.execute(
+        "SELECT batch_id, response FROM idempotency WHERE batch_id IN (SELECT unnest(?))",
+        [batch_ids],
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _upsert_series(con: duckdb.DuckDBPyConnection, batches: list[Batch], now: datetime) -> None:
+    metas: dict[int, tuple[int, SeriesMeta]] = {}
+    for batch in batches:
+        for sid, meta in batch.series.items():
+            prev = metas.get(sid)
+            if prev is None or (meta.unit and not prev[1].unit):
+                metas[sid] = (batch.tenant_id, meta)
+    if not metas:
+        return
+    ids = list(metas)
+    existing = dict(
+        con.execute(
+            "SELECT id, canonical FROM series WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids]
+        ).fetchall()
+    )
+    rows = []
+    for sid, (tenant_id, meta) in metas.items():
+        canonical = meta.key.canonical().decode()
+        if sid in existing:
+            if existing[sid] != canonical:
+                raise Conflict(
+                    f"series id {sid} of {canonical} collides with the existing series "
+                    f"{existing[sid]}; rename the metric or a tag"
+                )
+            continue
+        rows.append(
+            (
+                sid,
+                tenant_id,
+                meta.key.metric,
+                meta.key.device,
+                json.dumps(meta.key.tags_dict(), sort_keys=True, separators=(",", ":")),
+                canonical,
+                meta.unit,
+                now,
+            )
+        )
+    if rows:
+        con.executemany(
+            "INSERT INTO series (id, tenant_id, metric, device, tags, canonical, unit, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    units = [(m.unit, sid) for sid, (_, m) in metas.items() if m.unit and sid in existing]
+    if units:
+        con.executemany("UPDATE series SET unit = ? WHERE id = ? AND unit IS DISTINCT FROM ?",
+                        [(u, s, u) for u, s in units])
+
+
+def _dedupe_sorted(
+    sid: Int64Array, ts: Int64Array, value: np.ndarray
+) -> tuple[Int64Array, Int64Array, np.ndarray]:
+    """Sort by (series, time), keeping the last of equal (series, time) in arrival order."""
+    order = np.lexsort((ts, sid))  # stable: equal keys keep arrival order
+    sid, ts, value = sid[order], ts[order], value[order]
+    if sid.size > 1:
+        keep = np.ones(sid.size, dtype=bool)
+        keep[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
+        sid, ts, value = sid[keep], ts[keep], value[keep]
+    return sid, ts, value
+
+
+def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, replace: bool) -> int:
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return 0
+    sid, ts, value = _dedupe_sorted(
+        np.concatenate([b.series_id for b in batches]),
+        np.concatenate([b.ts for b in batches]),
+        np.concatenate([b.value for b in batches]),
+    )
+    table = pa.table(
+        {
+            "series_id": pa.array(sid, pa.int64()),
+            "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(value, pa.float64()),
+        }
+    )
+    lo, hi = int(ts.min()), int(ts.max())
+    con.register("incoming_points", table)
+    try:
+        bounds = "p.ts BETWEEN make_timestamp(?) AND make_timestamp(?)"
+        if replace:
+            con.execute(
+                "DELETE FROM points p USING incoming_points i WHERE "
+                f"{bounds} AND p.series_id = i.series_id AND p.ts = i.ts",
+                [lo, hi],
+            )
+            con.execute("INSERT INTO points SELECT series_id, ts, value FROM incoming_points")
+            written = len(sid)
+        else:
+            row = con.execute(
+                "INSERT INTO points SELECT i.series_id, i.ts, i.value FROM incoming_points i "
+                "WHERE NOT EXISTS (SELECT 1 FROM points p WHERE "
+                f"{bounds} AND p.series_id = i.series_id AND p.ts = i.ts)",
+                [lo, hi],
+            ).fetchone()
+            written = int(row[0]) if row else 0
+        _update_last_values(con, sid, ts, value)
+    finally:
+        con.unregister("incoming_points")
+    return written
+
+
+def _update_last_values(
+    con: duckdb.DuckDBPyConnection, sid: Int64Array, ts: Int64Array, value: np.ndarray
+) -> None:
+    """Keep each series' newest point in the series table (the last-value cache)."""
+    last = np.ones(sid.size, dtype=bool)
+    last[:-1] = sid[1:] != sid[:-1]
+    table = pa.table(
+        {
+            "id": pa.array(sid[last], pa.int64()),
+            "ts": pa.array(ts[last], pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(value[last], pa.float64()),
+        }
+    )
+    con.register("incoming_last", table)
+    try:
+        con.execute(
+            "UPDATE series SET last_ts = l.ts, last_value = l.value FROM incoming_last l "
+            "WHERE series.id = l.id AND (series.last_ts IS NULL OR l.ts >= series.last_ts)"
+        )
+    finally:
+        con.unregister("incoming_last")
+
+
+def _touch_devices(con: duckdb.DuckDBPyConnection, items: list[WriteItem], now: datetime) -> None:
+    seen: dict[tuple[int, str], datetime] = {}
+    for item in items:
+        for device in item.batch.devices:
+            key = (item.batch.tenant_id, device)
+            seen[key] = max(seen.get(key, item.received_at), item.received_at)
+    if seen:
+        con.executemany(
+            "INSERT INTO devices VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE "
+            "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
+            [(t, d, at, at) for (t, d), at in seen.items()],
+        )
+
+
+def _save_idempotency(
+    con: duckdb.DuckDBPyConnection, items: list[WriteItem], now: datetime
+) -> None:
+    if items:
+        con.executemany(
+            "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    it.batch_id,
+                    it.batch.tenant_id,
+                    it.idempotency_key,
+                    it.body_hash or "",
+                    now,
+                    orjson.dumps(it.response).decode(),
+                )
+                for it in items
+            ],
+        )
+
+
+def _add_usage(con: duckdb.DuckDBPyConnection, usage: UsageDelta) -> None:
+    rows = [(t, d, *v) for (t, d), v in usage.items() if any(v)]
+    if rows:
+        con.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, day) DO UPDATE "
+            "SET points = usage.points + excluded.points, bytes = usage.bytes + excluded.bytes, "
+            "requests = usage.requests + excluded.requests, "
+            "rejected = usage.rejected + excluded.rejected",
+            rows,
+        )

@@ -1,0 +1,70 @@
+"""DuckDB schema of the embedded store, applied as numbered migrations."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the core tables
+    """
+    CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+    CREATE SEQUENCE IF NOT EXISTS tenant_ids START 1;
+    CREATE TABLE IF NOT EXISTS tenants (
+        id INTEGER PRIMARY KEY,
+        name VARCHAR NOT NULL UNIQUE,
+        created_at TIMESTAMP NOT NULL,
+        retention_days INTEGER NOT NULL,
+        max_series INTEGER NOT NULL,
+        max_batch_points INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id VARCHAR PRIMARY KEY,
+        tenant_id INTEGER NOT NULL,
+        role VARCHAR NOT NULL,
+        key_hash VARCHAR NOT NULL UNIQUE,
+        prefix VARCHAR NOT NULL,
+        name VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        revoked_at TIMESTAMP
+    );
+    CREATE TABLE IF NOT EXISTS devices (
+        tenant_id INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        first_seen TIMESTAMP NOT NULL,
+        last_seen TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE TABLE IF NOT EXISTS series (
+        id BIGINT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL,
+        metric VARCHAR NOT NULL,
+        device VARCHAR,
+        tags VARCHAR NOT NULL,
+        canonical VARCHAR NOT NULL,
+        unit VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        last_ts TIMESTAMP,
+        last_value DOUBLE
+    );
+    CREATE TABLE IF NOT EXISTS points (
+        series_id BIGINT NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        value DOUBLE NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS idempotency (
+        batch_id VARCHAR PRIMARY KEY,
+        tenant_id INTEGER NOT NULL,
+        key VARCHAR NOT NULL,
+        body_hash VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        response VARCHAR NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS usage (
+        tenant_id INTEGER NOT NULL,
+        day DATE NOT NULL,
+        points BIGINT NOT NULL DEFAULT 0,
+        bytes BIGINT NOT NULL DEFAULT 0,
+        requests BIGINT NOT NULL DEFAULT 0,
+        rejected BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, day)
+    );
+    """,
+)
