@@ -50,6 +50,7 @@ def create_app(
     *,
     control_token: str | None = None,
     on_admin_key: Callable[[str], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The ASGI app. `on_admin_key` receives a generated first admin key (to print once)."""
 
@@ -83,6 +84,8 @@ def create_app(
         finally:
             await scheduler.stop()
             services.stop()
+            if on_stopped is not None:
+                on_stopped()
             log.info("stopped")
 
     app = FastAPI(

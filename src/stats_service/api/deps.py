@@ -31,6 +31,9 @@ def presented_key(request: Request) -> str | None:
 
 def get_principal(request: Request, services: ServicesDep) -> Principal:
     principal = services.auth.authenticate(presented_key(request))
+    if principal.system and (name := request.headers.get("x-tenant")):
+        tenant = services.auth.tenant(name)
+        principal = Principal(tenant.id, tenant.name, Role.ADMIN, system=True)
     request.state.principal = principal
     return principal
 

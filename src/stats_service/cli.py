@@ -1,0 +1,215 @@
+"""The `stats-service` command: serve, demo, keys, replay, export.
+
+Settings come from STATS_* environment variables and .env; flags override them. Admin
+commands talk to the running server of the same data dir when there is one (the
+embedded database takes one writing process), and open the database directly otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .cli_client import ServerClient, local_services
+from .config import Settings
+from .errors import ServiceError
+
+app = typer.Typer(
+    help="StatisticsService: telemetry ingest, storage and statistics.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (STATS_DATA_DIR).")
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**values)
+    except Exception as exc:  # pydantic's message names the setting
+        typer.echo(f"error: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (STATS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (STATS_PORT).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP service."""
+    from .server import run
+
+    run(_settings(host=host, port=port, data_dir=data_dir), demo=False)
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="Listen address (STATS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (STATS_PORT).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the service with simulated ESP32 boards and a finished SIR simulation run."""
+    from .server import run
+
+    run(_settings(host=host, port=port, data_dir=data_dir), demo=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")] = "default",
+    role: Annotated[str, typer.Option(help="ingest, read or admin.")] = "read",
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key and print only the key itself on stdout."""
+    settings = _settings(data_dir=data_dir)
+    client = ServerClient.find(settings)
+    try:
+        if client is not None:
+            body = client.post("/v1/admin/keys", {"tenant": tenant, "role": role, "name": name})
+            typer.echo(body["key"])
+            return
+        with local_services(settings) as services:
+            _, raw = services.auth.create_key(tenant, role, name)
+            typer.echo(raw)
+    except ServiceError as exc:
+        _fail(exc.detail)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys (id, tenant, role, prefix, created, revoked); never the secrets."""
+    settings = _settings(data_dir=data_dir)
+    client = ServerClient.find(settings)
+    rows: list[dict[str, Any]]
+    if client is not None:
+        rows = client.get("/v1/admin/keys")
+    else:
+        with local_services(settings) as services:
+            rows = [
+                {
+                    "id": r.id, "tenant": r.tenant, "role": r.role, "prefix": r.prefix,
+                    "name": r.name, "created_at": str(r.created_at),
+                    "revoked_at": str(r.revoked_at) if r.revoked_at else None,
+                }
+                for r in services.store.list_keys(None)
+            ]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "tenant", "role", "prefix", "name", "created", "revoked")
+    for r in rows:
+        table.add_row(
+            r["id"], r["tenant"], r["role"], r["prefix"] + "…", r.get("name") or "",
+            str(r["created_at"])[:19], str(r["revoked_at"] or "")[:19],
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key; it stops working at once."""
+    settings = _settings(data_dir=data_dir)
+    client = ServerClient.find(settings)
+    try:
+        if client is not None:
+            client.delete(f"/v1/admin/keys/{key_id}")
+        else:
+            with local_services(settings) as services:
+                services.auth.revoke_key(key_id, None)
+    except ServiceError as exc:
+        _fail(exc.detail)
+    typer.echo(f"revoked {key_id}", err=True)
+
+
+@app.command()
+def replay(
+    from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (UTC).")],
+    to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (UTC), inclusive.")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Rebuild points from the raw archive; never overwrites a stored point."""
+    from .ingest.replay import parse_day
+    from .ingest.replay import replay as run_replay
+
+    try:
+        start, end = parse_day(from_), parse_day(to)
+    except ValueError:
+        _fail("--from and --to are days like 2024-05-01")
+        return
+    settings = _settings(data_dir=data_dir)
+    client = ServerClient.find(settings)
+    if client is not None:
+        body = client.post(
+            "/v1/admin/replay", {"from": start.isoformat(), "to": end.isoformat(), "tenant": tenant}
+        )
+    else:
+        with local_services(settings) as services:
+            report = run_replay(
+                services.archive, services.pipeline, services.writer, start, end, tenant
+            )
+            body = {"batches": report.batches, "points": report.points, "failed": report.failed}
+    typer.echo(f"replayed {body['batches']} batches, restored {body['points']} points")
+    for line in body["failed"]:
+        typer.echo(f"failed: {line}", err=True)
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write ('-' = stdout).")],
+    series: Annotated[str | None, typer.Option(help="Comma-separated series ids.")] = None,
+    device: Annotated[str | None, typer.Option(help="Every series of this device.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Start (RFC 3339 or now-7d).")] = None,
+    to: Annotated[str | None, typer.Option(help="End (RFC 3339 or now).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv, json, ndjson or parquet.")] = "csv",
+    tenant: Annotated[str, typer.Option(help="Tenant to export from.")] = "default",
+    data_dir: DataDir = None,
+) -> None:
+    """Export points as CSV/JSON/NDJSON/Parquet, streamed."""
+    params = {"series": series, "device": device, "from": from_, "to": to, "format": fmt}
+    params = {k: v for k, v in params.items() if v is not None}
+    settings = _settings(data_dir=data_dir)
+    client = ServerClient.find(settings, tenant=tenant)
+    sink = sys.stdout.buffer if str(output) == "-" else open(output, "wb")  # noqa: SIM115
+    try:
+        if client is not None:
+            for chunk in client.stream("/v1/export", params):
+                sink.write(chunk)
+        else:
+            from .export_local import export_chunks
+
+            with local_services(settings) as services:
+                for chunk in export_chunks(services, tenant, params):
+                    sink.write(chunk)
+    except ServiceError as exc:
+        _fail(exc.detail)
+    finally:
+        if sink is not sys.stdout.buffer:
+            sink.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
