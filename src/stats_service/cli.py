@@ -8,7 +8,6 @@ embedded database takes one writing process), and open the database directly oth
 from __future__ import annotations
 
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -185,8 +184,8 @@ def export(
     data_dir: DataDir = None,
 ) -> None:
     """Export points as CSV/JSON/NDJSON/Parquet, streamed."""
-    params = {"series": series, "device": device, "from": from_, "to": to, "format": fmt}
-    params = {k: v for k, v in params.items() if v is not None}
+    given = {"series": series, "device": device, "from": from_, "to": to, "format": fmt}
+    params = {k: v for k, v in given.items() if v is not None}
     settings = _settings(data_dir=data_dir)
     client = ServerClient.find(settings, tenant=tenant)
     sink = sys.stdout.buffer if str(output) == "-" else open(output, "wb")  # noqa: SIM115

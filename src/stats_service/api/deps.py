@@ -39,7 +39,9 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
 
 
 def _role(role: Role) -> object:
-    def check(principal: Annotated[Principal, Depends(get_principal)], services: ServicesDep) -> Principal:
+    def check(
+        principal: Annotated[Principal, Depends(get_principal)], services: ServicesDep
+    ) -> Principal:
         if not principal.system:
             services.usage.request(principal.tenant_id)
         return services.auth.require(principal, role)

@@ -72,6 +72,6 @@ def archive_key(tenant: str, received_at: datetime, batch_id: str) -> str:
 
 def read_object(data: bytes) -> Iterator[Envelope]:
     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
-    for line in io.BufferedReader(reader):  # type: ignore[arg-type]
+    for line in io.BufferedReader(reader):
         if line.strip():
             yield Envelope.from_line(line)

@@ -95,7 +95,9 @@ class AuthService:
             raise NotFound(f"tenant {name!r} does not exist")
         return tenant
 
-    def create_key(self, tenant_name: str, role: str, name: str | None = None) -> tuple[ApiKeyRecord, str]:
+    def create_key(
+        self, tenant_name: str, role: str, name: str | None = None
+    ) -> tuple[ApiKeyRecord, str]:
         try:
             parsed = Role(role)
         except ValueError:

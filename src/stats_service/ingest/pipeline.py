@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import anyio
 import orjson
@@ -31,7 +30,7 @@ from ..errors import (
     Unavailable,
 )
 from ..metrics import ServiceMetrics
-from ..model import Batch, Principal, WriteItem
+from ..model import Batch, Principal, WriteItem, WriteOutcome
 from ..storage.embedded import EmbeddedStore
 from ..storage.records import Tenant
 from .protocols import PARSERS, ParseContext
@@ -106,8 +105,12 @@ class Pipeline:
             self._metrics.rejected.labels(protocol, tenant.name, reason).inc()
             self._metrics.rejected_points.labels(protocol, tenant.name).inc()
             log.info(
-                "ingest_rejected", tenant_id=tenant.id, protocol=protocol, reason=reason,
-                detail=exc.detail[:500], batch_id=None,
+                "ingest_rejected",
+                tenant_id=tenant.id,
+                protocol=protocol,
+                reason=reason,
+                detail=exc.detail[:500],
+                batch_id=None,
             )
             raise
 
@@ -155,8 +158,7 @@ class Pipeline:
         )
         outcome = await self._wait(item)
         if outcome.replayed:
-            stored_body = outcome.response
-            return IngestResult(dict(stored_body), replayed=True)
+            return IngestResult(dict(outcome.response), replayed=True)
         self._metrics.points.labels(protocol, tenant.name).inc(len(batch))
         self._metrics.batches.labels(protocol, tenant.name).inc()
         log.debug("ingest_committed", batch_id=batch_id, tenant_id=tenant.id, points=len(batch))
@@ -164,7 +166,11 @@ class Pipeline:
 
     def _prepare(self, envelope: Envelope, now_us: int) -> tuple[Batch, bytes | None]:
         batch = self.parse(envelope, now_us)
-        frame = envelope.to_frame(self._settings.archive_level) if self._settings.archive_enabled else None
+        frame = (
+            envelope.to_frame(self._settings.archive_level)
+            if self._settings.archive_enabled
+            else None
+        )
         return batch, frame
 
     def parse(self, envelope: Envelope, now_us: int) -> Batch:
@@ -191,7 +197,7 @@ class Pipeline:
             )
         return IngestResult(orjson.loads(response), replayed=True)
 
-    async def _wait(self, item: WriteItem) -> object:  # returns WriteOutcome
+    async def _wait(self, item: WriteItem) -> WriteOutcome:
         future = self._writer.submit(item)
         try:
             return await asyncio.wait_for(

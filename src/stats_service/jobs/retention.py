@@ -29,7 +29,9 @@ def apply_retention(
         deleted[tenant.name] = count
         if count:
             metrics.retention_deleted.labels(tenant.name).inc(count)
-            log.info("retention_deleted", tenant_id=tenant.id, points=count, before=cutoff.isoformat())
+            log.info(
+                "retention_deleted", tenant_id=tenant.id, points=count, before=cutoff.isoformat()
+            )
     with store.transaction() as con:
         con.execute(
             "DELETE FROM idempotency WHERE created_at < ?",
