@@ -43,3 +43,16 @@ def test_no_unknown_variable_is_documented(path: Path) -> None:
 def test_every_setting_has_a_description() -> None:
     undescribed = [n for n, f in Settings.model_fields.items() if not (f.description or "").strip()]
     assert not undescribed
+
+
+def test_cli_reference_is_current() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_cli_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -25,6 +25,7 @@ from .api.routers import admin, health, ingest
 from .config import Settings
 from .jobs.retention import apply_retention
 from .jobs.scheduler import Job, Scheduler
+from .logs import configure as configure_logs
 from .services import Services
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,7 @@ def create_app(
     on_stopped: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The ASGI app. `on_admin_key` receives a generated first admin key (to print once)."""
+    configure_logs(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -148,6 +148,7 @@ def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, repla
         np.concatenate([b.ts for b in batches]),
         np.concatenate([b.value for b in batches]),
     )
+    overlap = _overlapping(con, sid, ts)
     table = pa.table(
         {
             "series_id": pa.array(sid, pa.int64()),
@@ -155,30 +156,68 @@ def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, repla
             "value": pa.array(value, pa.float64()),
         }
     )
-    lo, hi = int(ts.min()), int(ts.max())
     con.register("incoming_points", table)
     try:
-        bounds = "p.ts BETWEEN make_timestamp(?) AND make_timestamp(?)"
         if replace:
-            con.execute(
-                "DELETE FROM points p USING incoming_points i WHERE "
-                f"{bounds} AND p.series_id = i.series_id AND p.ts = i.ts",
-                [lo, hi],
-            )
+            if overlap.any():
+                _delete_existing(con, sid[overlap], ts[overlap])
             con.execute("INSERT INTO points SELECT series_id, ts, value FROM incoming_points")
             written = len(sid)
-        else:
+        elif overlap.any():
+            lo, hi = int(ts[overlap].min()), int(ts[overlap].max())
             row = con.execute(
                 "INSERT INTO points SELECT i.series_id, i.ts, i.value FROM incoming_points i "
                 "WHERE NOT EXISTS (SELECT 1 FROM points p WHERE "
-                f"{bounds} AND p.series_id = i.series_id AND p.ts = i.ts)",
+                "p.ts BETWEEN make_timestamp(?) AND make_timestamp(?) "
+                "AND p.series_id = i.series_id AND p.ts = i.ts)",
                 [lo, hi],
             ).fetchone()
             written = int(row[0]) if row else 0
+        else:
+            con.execute("INSERT INTO points SELECT series_id, ts, value FROM incoming_points")
+            written = len(sid)
         _update_last_values(con, sid, ts, value)
     finally:
         con.unregister("incoming_points")
     return written
+
+
+def _overlapping(con: duckdb.DuckDBPyConnection, sid: Int64Array, ts: Int64Array) -> np.ndarray:
+    """Mask of the points that may replace a stored one: those not newer than their
+    series' newest stored point. Appending new data (the common case) scans nothing."""
+    first = np.ones(sid.size, dtype=bool)
+    first[1:] = sid[1:] != sid[:-1]
+    ids = sid[first]
+    rows = con.execute(
+        "SELECT id, epoch_us(last_ts) FROM series "
+        "WHERE last_ts IS NOT NULL AND id IN (SELECT unnest(?::BIGINT[]))",
+        [ids.tolist()],
+    ).fetchall()
+    if not rows:
+        return np.zeros(sid.size, dtype=bool)
+    last = dict(rows)
+    newest = np.array([last.get(int(i), np.iinfo(np.int64).min) for i in ids], dtype=np.int64)
+    run = np.cumsum(first) - 1  # index of each point's series in `ids`
+    return np.asarray(ts <= newest[run])
+
+
+def _delete_existing(con: duckdb.DuckDBPyConnection, sid: Int64Array, ts: Int64Array) -> None:
+    table = pa.table(
+        {
+            "series_id": pa.array(sid, pa.int64()),
+            "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us")),
+        }
+    )
+    con.register("replaced_points", table)
+    try:
+        con.execute(
+            "DELETE FROM points p USING replaced_points r WHERE "
+            "p.ts BETWEEN make_timestamp(?) AND make_timestamp(?) "
+            "AND p.series_id = r.series_id AND p.ts = r.ts",
+            [int(ts.min()), int(ts.max())],
+        )
+    finally:
+        con.unregister("replaced_points")
 
 
 def _update_last_values(

@@ -1,0 +1,506 @@
+"""Shared helpers of the benchmark scripts.
+
+- `Server`: start a real `stats-service serve` (the console script of the project venv)
+  on a temporary data dir and a free port of 127.0.0.1, wait for /v1/health, stop it
+  cleanly (SIGINT -> uvicorn drains the writer and CHECKPOINTs the DuckDB file).
+- payload generators: TSBS-devops-like bulk bodies (one device, N timestamps x M
+  fields per request), pre-serialised with orjson so the clients only send bytes.
+- `post_loop` / `run_clients`: bounded (count and time) keep-alive HTTP POST loops in
+  client processes (`http.client`, one connection per thread).
+- small table printer and machine description used by every script.
+
+Every loop here is bounded in count and time; every process started here is stopped by
+its own PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+
+# TSBS devops "cpu" measurement: 10 fields per host.
+CPU_FIELDS = (
+    "usage_user", "usage_system", "usage_idle", "usage_nice", "usage_iowait",
+    "usage_irq", "usage_softirq", "usage_steal", "usage_guest", "usage_guest_nice",
+)
+
+
+# -- machine / output ------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    import duckdb
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "ram": mem,
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def print_machine() -> None:
+    m = machine()
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in m.items()))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A GitHub-flavoured markdown table (pastes straight into docs/benchmarks.md)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells[1:]:
+        print(line(r))
+
+
+def fmt_int(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def dir_size(path: Path) -> int:
+    if not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s ({last})")
+
+
+@dataclass
+class Server:
+    """A real `stats-service serve` on 127.0.0.1:<free port> and a data dir of its own.
+
+    Use as a context manager. `env` adds STATS_* settings (e.g. STATS_ARCHIVE_ENABLED).
+    The data dir is removed on exit unless `keep` is set or `data_dir` was given.
+    """
+
+    env: dict[str, str] = field(default_factory=dict)
+    data_dir: Path | None = None
+    keep: bool = False
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    _tmp: Path | None = None
+    _log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": ADMIN_KEY, "Content-Type": "application/json"}
+
+    def start(self, timeout: float = 60.0) -> Server:
+        if self.data_dir is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="stats-bench-"))
+            self.data_dir = self._tmp / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = {
+            **os.environ,
+            "STATS_ADMIN_KEY": ADMIN_KEY,
+            "STATS_LOG_LEVEL": "warning",
+            "STATS_HOST": "127.0.0.1",
+            "STATS_PORT": str(self.port),
+            "STATS_DATA_DIR": str(self.data_dir),
+            **self.env,
+        }
+        self._log = self.data_dir.parent / "server.log"
+        exe = VENV_BIN / "stats-service"
+        with open(self._log, "wb") as log:
+            # cwd = the tmp dir, so no stray .env of the caller is read.
+            self.proc = subprocess.Popen(
+                [str(exe), "serve"],
+                env=env,
+                cwd=str(self.data_dir.parent),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_http(self.url + "/v1/health", timeout, self.proc)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def log_tail(self, n: int = 20) -> str:
+        if self._log is None or not self._log.exists():
+            return ""
+        return "\n".join(self._log.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self, timeout: float = 120.0) -> int | None:
+        """SIGINT (graceful: writer drained, DuckDB CHECKPOINTed and closed), then wait."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # only our own child, by its Popen handle
+                proc.wait(10)
+        return proc.returncode
+
+    def cleanup(self) -> None:
+        if self._tmp is not None and not self.keep:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.cleanup()
+
+    def routes(self) -> set[str]:
+        with urllib.request.urlopen(self.url + "/openapi.json", timeout=10) as resp:
+            return set(orjson.loads(resp.read())["paths"])
+
+
+def http_json(method: str, url: str, headers: dict[str, str], body: bytes | None = None,
+              timeout: float = 60.0) -> tuple[int, object]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            data = resp.read()
+            return resp.status, orjson.loads(data) if data else None
+    except urllib.error.HTTPError as exc:
+        data = exc.read()
+        try:
+            return exc.code, orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return exc.code, data.decode(errors="replace")
+
+
+# -- payloads --------------------------------------------------------------------------
+
+
+def ts_value(us: int, fmt: str) -> object:
+    if fmt == "epoch_s":
+        return us // 1_000_000
+    if fmt == "epoch_ms":
+        return us // 1000
+    if fmt == "epoch_us":
+        return us
+    if fmt == "rfc3339":
+        sec, frac = divmod(us, 1_000_000)
+        base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{base}.{frac // 1000:03d}Z" if frac else base + "Z"
+    raise ValueError(f"unknown ts format {fmt!r}")
+
+
+class Walk:
+    """TSBS-like random walk of each field, rounded to `decimals` (sensor-like values)."""
+
+    def __init__(self, n: int, seed: int, decimals: int = 2) -> None:
+        self.rng = random.Random(seed)
+        self.x = [self.rng.uniform(0, 100) for _ in range(n)]
+        self.decimals = decimals
+
+    def step(self) -> list[float]:
+        out = []
+        for i, v in enumerate(self.x):
+            v = min(100.0, max(0.0, v + self.rng.uniform(-1, 1)))
+            self.x[i] = v
+            out.append(round(v, self.decimals))
+        return out
+
+
+@dataclass(frozen=True)
+class Shape:
+    """hosts x fields series; each request = one host, `per_request` timestamps."""
+
+    hosts: int = 100
+    fields: int = 10
+    per_request: int = 500
+    interval_s: float = 10.0
+    ts_format: str = "epoch_ms"
+    decimals: int = 2
+
+    @property
+    def points_per_request(self) -> int:
+        return self.fields * self.per_request
+
+    def field_names(self) -> tuple[str, ...]:
+        if self.fields <= len(CPU_FIELDS):
+            return CPU_FIELDS[: self.fields]
+        return tuple(f"field_{i}" for i in range(self.fields))
+
+
+def start_us_for(shape: Shape, rounds: int, end_margin_s: float = 3600.0) -> int:
+    """A start time such that `rounds` rounds end `end_margin_s` before now (never future)."""
+    span_s = rounds * shape.per_request * shape.interval_s
+    now = int(time.time())
+    start = now - int(span_s) - int(end_margin_s)
+    return (start - start % 60) * 1_000_000
+
+
+def json_bodies(shape: Shape, rounds: int, start_us: int, seed: int = 1,
+                host_offset: int = 0) -> Iterator[bytes]:
+    """Native JSON batch bodies in time order: round r = every host's next window."""
+    names = shape.field_names()
+    step_us = int(shape.interval_s * 1_000_000)
+    walks = [Walk(shape.fields, seed * 100_003 + h, shape.decimals) for h in range(shape.hosts)]
+    for r in range(rounds):
+        base = start_us + r * shape.per_request * step_us
+        stamps = [ts_value(base + i * step_us, shape.ts_format) for i in range(shape.per_request)]
+        for h in range(shape.hosts):
+            w = walks[h]
+            points = [
+                {"ts": t, "values": dict(zip(names, w.step(), strict=True))} for t in stamps
+            ]
+            yield orjson.dumps({"device": f"host_{h + host_offset}", "points": points})
+
+
+def line_bodies(shape: Shape, rounds: int, start_us: int, seed: int = 1,
+                host_offset: int = 0) -> Iterator[bytes]:
+    """The same data as Influx line protocol (ms precision), for peers' /write."""
+    names = shape.field_names()
+    step_us = int(shape.interval_s * 1_000_000)
+    walks = [Walk(shape.fields, seed * 100_003 + h, shape.decimals) for h in range(shape.hosts)]
+    for r in range(rounds):
+        base = start_us + r * shape.per_request * step_us
+        for h in range(shape.hosts):
+            w = walks[h]
+            lines = []
+            for i in range(shape.per_request):
+                vals = ",".join(f"{n}={v}" for n, v in zip(names, w.step(), strict=True))
+                lines.append(f"cpu,hostname=host_{h + host_offset} {vals} "
+                             f"{(base + i * step_us) // 1000}")
+            yield ("\n".join(lines) + "\n").encode()
+
+
+# -- bounded client loops ----------------------------------------------------------------
+
+
+@dataclass
+class ClientResult:
+    requests: int = 0
+    errors: int = 0
+    status: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    first_error: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+
+def _post_thread(host: str, port: int, path: str, headers: dict[str, str],
+                 bodies: list[bytes], deadline: float, out: ClientResult,
+                 lock: threading.Lock) -> None:
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    lat: list[float] = []
+    status: dict[int, int] = {}
+    errors, first = 0, ""
+    for body in bodies:
+        if time.monotonic() > deadline:
+            break
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            errors += 1
+            first = first or repr(exc)
+            conn.close()
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+            continue
+        lat.append(time.perf_counter() - t0)
+        status[resp.status] = status.get(resp.status, 0) + 1
+        if resp.status >= 300:
+            errors += 1
+            first = first or f"{resp.status} {data[:300]!r}"
+    conn.close()
+    with lock:
+        out.requests += len(lat)
+        out.errors += errors
+        out.latencies.extend(lat)
+        for k, v in status.items():
+            out.status[k] = out.status.get(k, 0) + v
+        out.first_error = out.first_error or first
+
+
+def post_loop(url: str, path: str, headers: dict[str, str], bodies: list[bytes],
+              connections: int, duration_s: float, barrier_at: float) -> ClientResult:
+    """POST every body once (round-robin over `connections` keep-alive connections),
+    stopping early after `duration_s`. Starts at wall time `barrier_at`."""
+    host, port = url.removeprefix("http://").split(":")
+    out = ClientResult()
+    lock = threading.Lock()
+    shards = [bodies[i::connections] for i in range(connections)]
+    delay = barrier_at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    out.started = time.time()
+    deadline = time.monotonic() + duration_s
+    threads = [
+        threading.Thread(target=_post_thread,
+                         args=(host, int(port), path, headers, s, deadline, out, lock))
+        for s in shards if s
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(duration_s + 180)
+    out.finished = time.time()
+    return out
+
+
+_SHARED: list[list[bytes]] = []  # bodies handed to forked clients without pickling
+
+
+def _client_proc(index: int, url: str, path: str, headers: dict[str, str], connections: int,
+                 duration_s: float, start_at: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    result = post_loop(url, path, headers, _SHARED[index], connections, duration_s, start_at)
+    queue.put(result)
+
+
+def run_clients(url: str, path: str, headers: dict[str, str], per_client: list[list[bytes]],
+                connections: int, duration_s: float) -> tuple[list[ClientResult], float]:
+    """One forked OS process per entry of `per_client` (bodies pre-serialised in the
+    parent, inherited by fork, so nothing is copied or encoded while the clock runs).
+    Returns the results and the wall time from the common start to the last client's end."""
+    ctx = mp.get_context("fork")
+    _SHARED[:] = per_client
+    queue = ctx.Queue()
+    start_at = time.time() + 1.0
+    procs = [
+        ctx.Process(target=_client_proc,
+                    args=(i, url, path, headers, connections, duration_s, start_at, queue))
+        for i in range(len(per_client))
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=duration_s + 300) for _ in procs]
+    for p in procs:
+        p.join(30)
+        if p.is_alive():  # our own child, by its handle
+            p.kill()
+            p.join(5)
+    _SHARED.clear()
+    wall = max(r.finished for r in results) - min(r.started for r in results)
+    return results, wall
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+# -- profiling -------------------------------------------------------------------------
+
+
+class PySpy:
+    """`py-spy record` of a PID for the duration of a `with` block (optional tool)."""
+
+    def __init__(self, pid: int, out: Path, fmt: str = "raw", rate: int = 100,
+                 duration_s: float = 60.0) -> None:
+        self.pid, self.out, self.fmt, self.rate, self.duration = pid, out, fmt, rate, duration_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return (VENV_BIN / "py-spy").exists() or shutil.which("py-spy") is not None
+
+    def __enter__(self) -> PySpy:
+        exe = VENV_BIN / "py-spy"
+        cmd = [str(exe) if exe.exists() else "py-spy", "record", "--pid", str(self.pid),
+               "--rate", str(self.rate), "--format", self.fmt, "--threads", "--idle",
+               "--duration", str(int(self.duration)), "-o", str(self.out)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
