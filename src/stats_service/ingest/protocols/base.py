@@ -35,7 +35,15 @@ class BatchBuilder:
         self.values: list[float] = []
         self.series: dict[int, SeriesMeta] = {}
         self._ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._by_tags: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
         self.errors: list[FieldError] = []
+
+    def ids_for(self, tags: tuple[tuple[str, str], ...]) -> dict[str, int]:
+        """Metric name -> series id of the series already seen with these tags."""
+        ids = self._by_tags.get(tags)
+        if ids is None:
+            ids = self._by_tags[tags] = {}
+        return ids
 
     def series_id(self, metric: str, tags: tuple[tuple[str, str], ...], unit: str | None) -> int:
         cache_key = (metric, tags)
@@ -44,6 +52,7 @@ class BatchBuilder:
             key = SeriesKey(self.tenant_id, metric, tags)
             sid = key.series_id
             self._ids[cache_key] = sid
+            self.ids_for(tags)[metric] = sid
             self.series[sid] = SeriesMeta(key, unit)
         elif unit and not self.series[sid].unit:
             self.series[sid].unit = unit

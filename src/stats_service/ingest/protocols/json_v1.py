@@ -23,7 +23,7 @@ import orjson
 
 from ...errors import BadRequest
 from ...model import DEVICE_TAG, Batch
-from ..timestamps import TimestampError, format_us, parse_timestamp
+from ..timestamps import MIN_US, TimestampError, format_us, parse_timestamp
 from .base import BatchBuilder, ParseContext
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
@@ -80,7 +80,7 @@ def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> Non
         return
     if has_metrics:
         ts = _timestamp(obj.get("ts"), _join(loc, "ts"), b, ctx)
-        _parse_values(obj["metrics"], _join(loc, "metrics"), ts, tags, units, b)
+        _parse_values(obj["metrics"], _join(loc, "metrics"), None, ts, _tag_tuple(tags), units, b)
         return
     if "ts" in obj:
         b.error(_join(loc, "ts"), "not allowed beside `points`; give each point its `ts`")
@@ -88,22 +88,46 @@ def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> Non
     if not isinstance(points, list) or not points:
         b.error(_join(loc, "points"), "must be a non-empty list of {ts, values}")
         return
+    base = _join(loc, "points")
+    tag_tuple = _tag_tuple(tags)
+    fast_ts = _fast_epoch(ctx)
     for j, point in enumerate(points):
-        ploc = f"{_join(loc, 'points')}[{j}]"
-        if not isinstance(point, dict):
-            b.error(ploc, "must be an object with `values` and an optional `ts`")
+        if type(point) is not dict or not point.keys() <= POINT_KEYS or "values" not in point:
+            _point_errors(point, f"{base}[{j}]", b)
             continue
-        for key in point.keys() - POINT_KEYS:
-            b.error(f"{ploc}.{key}", "unknown field; allowed: tags, ts, values")
-        ptags = tags
+        ptags = tag_tuple
         if "tags" in point:
-            extra = _parse_tags(point["tags"], f"{ploc}.tags", b)
-            ptags = None if tags is None or extra is None else {**tags, **extra}
-        ts = _timestamp(point.get("ts"), f"{ploc}.ts", b, ctx)
-        if "values" not in point:
-            b.error(f"{ploc}.values", "is required")
-            continue
-        _parse_values(point["values"], f"{ploc}.values", ts, ptags, units, b)
+            extra = _parse_tags(point["tags"], f"{base}[{j}].tags", b)
+            ptags = None if tags is None or extra is None else _tag_tuple({**tags, **extra})
+        raw_ts = point.get("ts")
+        if fast_ts is not None and type(raw_ts) is int and fast_ts[1] <= raw_ts <= fast_ts[2]:
+            ts: int | None = raw_ts * fast_ts[0]
+        else:
+            ts = _timestamp(raw_ts, f"{base}[{j}].ts", b, ctx)
+        _parse_values(point["values"], base, j, ts, ptags, units, b)
+
+
+def _point_errors(point: Any, ploc: str, b: BatchBuilder) -> None:
+    if not isinstance(point, dict):
+        b.error(ploc, "must be an object with `values` and an optional `ts`")
+        return
+    for key in point.keys() - POINT_KEYS:
+        b.error(f"{ploc}.{key}", "unknown field; allowed: tags, ts, values")
+    if "values" not in point:
+        b.error(f"{ploc}.values", "is required")
+
+
+def _tag_tuple(tags: dict[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+    return tuple(sorted(tags.items())) if tags is not None else None
+
+
+def _fast_epoch(ctx: ParseContext) -> tuple[int, int, int] | None:
+    """(multiplier, lowest, highest) for integer timestamps in an explicit s/ms/us
+    precision that need no further checks; None when every value takes the slow path."""
+    multiplier = {"s": 1_000_000, "ms": 1_000, "us": 1}.get(ctx.precision or "")
+    if multiplier is None:
+        return None
+    return multiplier, -(-MIN_US // multiplier), ctx.max_future_us // multiplier
 
 
 def _parse_tags(raw: Any, loc: str, b: BatchBuilder) -> dict[str, str] | None:
@@ -160,37 +184,69 @@ def _timestamp(raw: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> int | 
 
 def _parse_values(
     raw: Any,
-    loc: str,
+    base: str,
+    index: int | None,
     ts: int | None,
-    tags: dict[str, str] | None,
+    tags: tuple[tuple[str, str], ...] | None,
     units: dict[str, str],
     b: BatchBuilder,
 ) -> None:
-    if not isinstance(raw, dict) or not raw:
-        b.error(loc, "must be a non-empty object of metric name -> number")
+    """Add the values of one reading. `base[index].values` (or `base`) locates errors."""
+    if type(raw) is not dict or not raw:
+        b.error(_values_loc(base, index), "must be a non-empty object of metric name -> number")
         return
-    tag_tuple = tuple(sorted(tags.items())) if tags is not None else None
+    if ts is None or tags is None:
+        ids = None  # the error is recorded already; still check the values
+    else:
+        ids = b.ids_for(tags)
+    sids, tss, values = b.sids, b.ts, b.values
     for name, value in raw.items():
-        vloc = f"{loc}.{name}"
-        unit = units.get(name)
-        if isinstance(value, dict):
-            unit = value.get("unit", unit)
-            if set(value) - {"value", "unit"} or (
-                unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 32)
-            ):
-                b.error(vloc, "must be a number or {\"value\": number, \"unit\": string}")
+        kind = type(value)
+        if ids is not None and (kind is float or kind is int):
+            sid = ids.get(name)
+            if sid is not None:
+                sids.append(sid)
+                tss.append(ts)
+                values.append(value)
                 continue
-            value = value.get("value")
-        if not 0 < len(name) <= MAX_NAME or any(ord(c) < 32 for c in name):
-            b.error(vloc, f"metric names are 1-{MAX_NAME} printable characters")
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            b.error(vloc, "must be a finite number")
-            continue
-        number = float(value)
-        if not math.isfinite(number):
-            b.error(vloc, "must be a finite number")
-            continue
-        if ts is None or tag_tuple is None:
-            continue  # the error is already recorded where it was
-        b.add(b.series_id(name, tag_tuple, unit), ts, number)
+        _slow_value(name, value, base, index, ts, tags, units, b)
+
+
+def _values_loc(base: str, index: int | None) -> str:
+    return base if index is None else f"{base}[{index}].values"
+
+
+def _slow_value(
+    name: str,
+    value: Any,
+    base: str,
+    index: int | None,
+    ts: int | None,
+    tags: tuple[tuple[str, str], ...] | None,
+    units: dict[str, str],
+    b: BatchBuilder,
+) -> None:
+    """First sight of a metric in this request, a value with a unit, or an error."""
+    vloc = f"{_values_loc(base, index)}.{name}"
+    unit = units.get(name)
+    if isinstance(value, dict):
+        unit = value.get("unit", unit)
+        if set(value) - {"value", "unit"} or (
+            unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 32)
+        ):
+            b.error(vloc, 'must be a number or {"value": number, "unit": string}')
+            return
+        value = value.get("value")
+    if not 0 < len(name) <= MAX_NAME or any(ord(c) < 32 for c in name):
+        b.error(vloc, f"metric names are 1-{MAX_NAME} printable characters")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        b.error(vloc, "must be a finite number")
+        return
+    number = float(value)
+    if not math.isfinite(number):
+        b.error(vloc, "must be a finite number")
+        return
+    if ts is None or tags is None:
+        return
+    b.add(b.series_id(name, tags, unit), ts, number)
