@@ -79,8 +79,8 @@ def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> Non
         b.error(loc or "body", "needs exactly one of `metrics` (one reading) or `points` (a batch)")
         return
     if has_metrics:
-        ts = _timestamp(obj.get("ts"), _join(loc, "ts"), b, ctx)
-        _parse_values(obj["metrics"], _join(loc, "metrics"), None, ts, _tag_tuple(tags), units, b)
+        at = _timestamp(obj.get("ts"), _join(loc, "ts"), b, ctx)
+        _parse_values(obj["metrics"], _join(loc, "metrics"), None, at, _tag_tuple(tags), units, b)
         return
     if "ts" in obj:
         b.error(_join(loc, "ts"), "not allowed beside `points`; give each point its `ts`")
@@ -195,14 +195,12 @@ def _parse_values(
     if type(raw) is not dict or not raw:
         b.error(_values_loc(base, index), "must be a non-empty object of metric name -> number")
         return
-    if ts is None or tags is None:
-        ids = None  # the error is recorded already; still check the values
-    else:
-        ids = b.ids_for(tags)
+    # with a bad timestamp or tags (already recorded) the values are still checked
+    ids = None if ts is None or tags is None else b.ids_for(tags)
     sids, tss, values = b.sids, b.ts, b.values
     for name, value in raw.items():
         kind = type(value)
-        if ids is not None and (kind is float or kind is int):
+        if ids is not None and ts is not None and (kind is float or kind is int):
             sid = ids.get(name)
             if sid is not None:
                 sids.append(sid)
