@@ -97,7 +97,11 @@ def keys_list(data_dir: DataDir = None) -> None:
     client = ServerClient.find(settings)
     rows: list[dict[str, Any]]
     if client is not None:
-        rows = client.get("/v1/admin/keys")
+        try:
+            rows = client.get("/v1/admin/keys")
+        except ServiceError as exc:
+            _fail(exc.detail)
+            return
     else:
         with local_services(settings) as services:
             rows = [
@@ -111,7 +115,11 @@ def keys_list(data_dir: DataDir = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "tenant", "role", "prefix", "name", "created", "revoked")
+    table = Table()
+    for column in ("id", "tenant", "role", "prefix"):  # never cut: `keys revoke` needs the id
+        table.add_column(column, no_wrap=True, overflow="ignore")
+    for column in ("name", "created", "revoked"):
+        table.add_column(column)
     for r in rows:
         table.add_row(
             r["id"], r["tenant"], r["role"], r["prefix"] + "…", r.get("name") or "",
@@ -158,9 +166,14 @@ def replay(
     settings = _settings(data_dir=data_dir)
     client = ServerClient.find(settings)
     if client is not None:
-        body = client.post(
-            "/v1/admin/replay", {"from": start.isoformat(), "to": end.isoformat(), "tenant": tenant}
-        )
+        try:
+            body = client.post(
+                "/v1/admin/replay",
+                {"from": start.isoformat(), "to": end.isoformat(), "tenant": tenant},
+            )
+        except ServiceError as exc:
+            _fail(exc.detail)
+            return
     else:
         with local_services(settings) as services:
             report = run_replay(
@@ -189,6 +202,7 @@ def export(
     settings = _settings(data_dir=data_dir)
     client = ServerClient.find(settings, tenant=tenant)
     sink = sys.stdout.buffer if str(output) == "-" else open(output, "wb")  # noqa: SIM115
+    done = False
     try:
         if client is not None:
             for chunk in client.stream("/v1/export", params):
@@ -199,11 +213,14 @@ def export(
             with local_services(settings) as services:
                 for chunk in export_chunks(services, tenant, params):
                     sink.write(chunk)
+        done = True
     except ServiceError as exc:
         _fail(exc.detail)
     finally:
         if sink is not sys.stdout.buffer:
             sink.close()
+            if not done:
+                output.unlink(missing_ok=True)  # no empty or partial file is left behind
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import typer
 
 from .config import Settings
 from .errors import ServiceError
+from .logs import configure
 from .services import Services
 from .storage.embedded import StoreLocked
 
@@ -94,26 +95,43 @@ class ServerClient:
             raise ServiceError(f"{response.status_code}: {detail}")
         return response.json() if response.content else None
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from None
+        return self._check(response)
+
+    def _lost(self, exc: httpx.HTTPError) -> ServiceError:
+        return ServiceError(
+            f"the server at {self._client.base_url} stopped answering ({exc!r}); "
+            "check that it still runs, then retry"
+        )
+
     def get(self, path: str) -> Any:
-        return self._check(self._client.get(path))
+        return self._request("GET", path)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._check(self._client.post(path, json=body))
+        return self._request("POST", path, json=body)
 
     def delete(self, path: str) -> Any:
-        return self._check(self._client.delete(path))
+        return self._request("DELETE", path)
 
     def stream(self, path: str, params: dict[str, str]) -> Iterator[bytes]:
-        with self._client.stream("GET", path, params=params) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._check(response)
-            yield from response.iter_bytes()
+        try:
+            with self._client.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._check(response)
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from None
 
 
 @contextmanager
 def local_services(settings: Settings) -> Iterator[Services]:
     """Open the data dir directly (no server is running on it)."""
+    configure(settings.log_level, settings.log_format)  # logs go to stderr, never stdout
     try:
         services = Services.build(settings)
     except StoreLocked as exc:

@@ -49,8 +49,11 @@ class AuthService:
                 "an API key is required: send it as `X-API-Key: <key>` or "
                 "`Authorization: Bearer <key>`"
             )
-        if self.control_token is not None and hmac.compare_digest(raw, self.control_token):
-            return Principal(0, DEFAULT_TENANT, Role.ADMIN, system=True)
+        # compared as bytes: compare_digest refuses a str that is not ASCII
+        token = self.control_token
+        if token is not None and hmac.compare_digest(raw.encode(), token.encode()):
+            tenant = self.tenant(DEFAULT_TENANT)
+            return Principal(tenant.id, tenant.name, Role.ADMIN, system=True)
         digest = hash_key(raw)
         now = time.monotonic()
         with self._lock:

@@ -82,6 +82,7 @@ class Pipeline:
         self._known: set[int] = set()
         self._series_counts: dict[int, int] = {}
         self._tenants: dict[int, tuple[float, Tenant]] = {}
+        self._inflight: dict[str, str] = {}  # batch id -> body hash of keyed requests
         self._lock = threading.Lock()
 
     # -- the request path --------------------------------------------------------------
@@ -123,17 +124,51 @@ class Pipeline:
         idempotency_key: str | None,
     ) -> IngestResult:
         now_us = self._clock()
-        body_hash = None
-        if idempotency_key is not None:
-            if not 0 < len(idempotency_key) <= 255:
-                raise BadRequest("Idempotency-Key must be 1-255 characters")
-            batch_id = keyed_batch_id(tenant.id, idempotency_key)
-            body_hash = hashlib.sha256(body).hexdigest()
+        if idempotency_key is None:
+            batch_id = new_batch_id(now_us)
+            return await self._accept(tenant, protocol, body, params, now_us, batch_id, None, None)
+        if not 0 < len(idempotency_key) <= 255:
+            raise BadRequest("Idempotency-Key must be 1-255 characters")
+        batch_id = keyed_batch_id(tenant.id, idempotency_key)
+        body_hash = hashlib.sha256(body).hexdigest()
+        # claimed before the store is asked: a first attempt is either still in flight
+        # here or already committed there (it leaves only after its commit)
+        owner = self._claim(batch_id, body_hash, idempotency_key)
+        try:
             stored = self._store.idempotent_response(batch_id)
             if stored is not None:
                 return self._replayed(stored, body_hash, idempotency_key)
-        else:
-            batch_id = new_batch_id(now_us)
+            return await self._accept(
+                tenant, protocol, body, params, now_us, batch_id, idempotency_key, body_hash
+            )
+        finally:
+            if owner:
+                with self._lock:
+                    self._inflight.pop(batch_id, None)
+
+    def _claim(self, batch_id: str, body_hash: str, key: str) -> bool:
+        """Note a keyed request in flight; True when this one is the first. A different
+        body under a key still in flight is refused at once (it would be acked as a retry)."""
+        with self._lock:
+            first = self._inflight.get(batch_id)
+            if first is None:
+                self._inflight[batch_id] = body_hash
+                return True
+        if first != body_hash:
+            raise self._key_reused(key)
+        return False
+
+    async def _accept(
+        self,
+        tenant: Tenant,
+        protocol: str,
+        body: bytes,
+        params: dict[str, str],
+        now_us: int,
+        batch_id: str,
+        idempotency_key: str | None,
+        body_hash: str | None,
+    ) -> IngestResult:
         received_at = us_to_datetime(now_us).replace(tzinfo=None)
         envelope = Envelope(
             batch_id, tenant.name, tenant.id, protocol, received_at, params, body, idempotency_key
@@ -142,7 +177,7 @@ class Pipeline:
             batch, frame = await anyio.to_thread.run_sync(self._prepare, envelope, now_us)
         else:
             batch, frame = self._prepare(envelope, now_us)
-        self._check_limits(tenant, batch)
+        reserved = self._check_limits(tenant, batch)
         response: dict[str, object] = {"batch_id": batch_id, "points": len(batch)}
         item = WriteItem(
             batch=batch,
@@ -156,7 +191,11 @@ class Pipeline:
             tenant=tenant.name,
             archive_frame=frame,
         )
-        outcome = await self._wait(item)
+        try:
+            outcome = await self._wait(item)
+        except ServiceError:
+            self._unreserve(tenant.id, reserved)
+            raise
         if outcome.replayed:
             return IngestResult(dict(outcome.response), replayed=True)
         self._metrics.points.labels(protocol, tenant.name).inc(len(batch))
@@ -191,11 +230,15 @@ class Pipeline:
     def _replayed(self, stored: tuple[str, str], body_hash: str, key: str) -> IngestResult:
         stored_hash, response = stored
         if stored_hash and stored_hash != body_hash:
-            raise Conflict(
-                f"Idempotency-Key {key!r} was already used for a different body; "
-                "use a new key for new data"
-            )
+            raise self._key_reused(key)
         return IngestResult(orjson.loads(response), replayed=True)
+
+    @staticmethod
+    def _key_reused(key: str) -> Conflict:
+        return Conflict(
+            f"Idempotency-Key {key!r} was already used for a different body; "
+            "use a new key for new data"
+        )
 
     async def _wait(self, item: WriteItem) -> WriteOutcome:
         future = self._writer.submit(item)
@@ -226,7 +269,8 @@ class Pipeline:
     def forget_tenant(self, tenant_id: int) -> None:
         self._tenants.pop(tenant_id, None)
 
-    def _check_limits(self, tenant: Tenant, batch: Batch) -> None:
+    def _check_limits(self, tenant: Tenant, batch: Batch) -> list[int]:
+        """Refuse a batch over the tenant's limits; returns the new series it reserved."""
         if len(batch) > tenant.max_batch_points:
             raise PayloadTooLarge(
                 f"the batch holds {len(batch)} points; tenant {tenant.name!r} accepts at most "
@@ -235,7 +279,7 @@ class Pipeline:
         with self._lock:
             unknown = [sid for sid in batch.series if sid not in self._known]
         if not unknown:
-            return
+            return []
         existing = self._store.known_series(unknown)
         for sid, canonical in existing.items():
             mine = batch.series[sid].key.canonical().decode()
@@ -256,3 +300,11 @@ class Pipeline:
                 )
             self._series_counts[tenant.id] = count + len(new)
             self._known.update(unknown)
+        return new
+
+    def _unreserve(self, tenant_id: int, reserved: list[int]) -> None:
+        """A refused or failed write created no series: count them again from the store."""
+        if reserved:
+            with self._lock:
+                self._known.difference_update(reserved)
+                self._series_counts.pop(tenant_id, None)

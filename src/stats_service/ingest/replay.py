@@ -9,6 +9,7 @@ that is already stored.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -17,7 +18,7 @@ import structlog
 from ..archive.base import Archive
 from ..archive.envelope import Envelope, read_object
 from ..errors import ServiceError
-from ..model import WriteItem
+from ..model import WriteItem, WriteOutcome
 from .pipeline import Pipeline
 from .timestamps import rfc3339_to_us
 from .writer import Writer
@@ -48,7 +49,16 @@ def replay(
     tenant: str | None = None,
 ) -> ReplayReport:
     report = ReplayReport()
-    pending = []
+    pending: list[tuple[str, Future[WriteOutcome]]] = []
+
+    def settle() -> None:
+        for batch_id, future in pending:
+            try:
+                report.points += future.result().points_written
+            except ServiceError as exc:  # one payload that cannot be written stops nothing
+                report.failed.append(f"{batch_id}: {exc.detail}")
+        pending.clear()
+
     for envelope in archived(archive, start, end, tenant):
         report.batches += 1
         now_us = rfc3339_to_us(envelope.received_at.isoformat() + "Z")
@@ -67,11 +77,10 @@ def replay(
             only_missing=True,
             tenant=envelope.tenant,
         )
-        pending.append(writer.submit(item))
+        pending.append((envelope.batch_id, writer.submit(item)))
         if len(pending) >= 64:
-            report.points += sum(f.result().points_written for f in pending)
-            pending.clear()
-    report.points += sum(f.result().points_written for f in pending)
+            settle()
+    settle()
     log.info("replay_done", batches=report.batches, points=report.points, failed=len(report.failed))
     return report
 

@@ -41,6 +41,8 @@ def guess_precision(value: float) -> str:
 def epoch_to_us(value: int | float, precision: str | None) -> int:
     if isinstance(value, float) and not math.isfinite(value):
         raise TimestampError("timestamp must be a finite number")
+    if precision is not None and precision not in PRECISIONS:
+        raise TimestampError(f"unknown precision {precision!r}; use s, ms, us or ns")
     unit = precision or guess_precision(value)
     if unit == "ns":
         us = int(value) // 1000 if isinstance(value, int) else int(value / 1000)

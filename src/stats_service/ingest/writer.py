@@ -134,7 +134,11 @@ class Writer:
                 n = max(1, len(item.batch))
                 points += n
                 self._queued_points -= n
-                group.append((item, fut))
+                # a future its request gave up on (timeout) is cancelled: that request
+                # was answered 503 already, so it is dropped; the others become
+                # uncancellable, and their answer is set after the commit
+                if fut.set_running_or_notify_cancel():
+                    group.append((item, fut))
             self._busy = True
             self._metrics.queue_depth(self._queued_points)
             return group

@@ -61,5 +61,13 @@ def time_or_none(us: int | None) -> str | None:
     return times(np.array([us], dtype=np.int64), micros=True)[0]
 
 
+def number(value: Any) -> float | None:
+    """A JSON-ready number: None for SQL NULL, NaN and infinities."""
+    if value is None:
+        return None
+    result = float(value)
+    return result if np.isfinite(result) else None
+
+
 def series_id(value: int) -> str:
     return str(int(value))

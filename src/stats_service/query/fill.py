@@ -1,10 +1,10 @@
 """Fill of empty buckets on a full bucket grid, in numpy (no per-bucket Python).
 
-    none      only buckets that hold data are returned (no grid at all)
-    null      every bucket of the grid; empty ones are null
-    previous  an empty bucket repeats the value of the last bucket with data before it
-    zero      an empty bucket is 0
-    linear    an empty bucket between two with data is interpolated in time; none at the ends
+none      only buckets that hold data are returned (no grid at all)
+null      every bucket of the grid; empty ones are null
+previous  an empty bucket repeats the value of the last bucket with data before it
+zero      an empty bucket is 0
+linear    an empty bucket between two with data is interpolated in time; none at the ends
 """
 
 from __future__ import annotations
@@ -68,4 +68,3 @@ def fill(grid: Int64Array, column: Float64Array, has_data: BoolArray, mode: str)
             inner = empty & (grid > grid[known][0]) & (grid < grid[known][-1])
             out[inner] = np.interp(grid[inner], grid[known], column[known])
     return out
-

@@ -88,11 +88,12 @@ def parse_time(param: str, text: str, now_us: int) -> int:
         return _in_range(param, now_us - delta if relative[1] == "-" else now_us + delta)
     try:
         if _NUMBER.fullmatch(value):
-            number: int | float = float(value) if "." in value or "e" in value.lower() else int(value)
-            return parse_timestamp(number, None)
+            exact = "." not in value and "e" not in value.lower()
+            return parse_timestamp(int(value) if exact else float(value), None)
         return rfc3339_to_us(_OFFSET_SPACE.sub(r"\1+\2", value))
     except TimestampError as exc:
-        raise BadParameter(param, f"{exc}; also accepted: epoch seconds/ms/us/ns, now, now-1h") from None
+        hint = "also accepted: epoch seconds/ms/us/ns, now, now-1h"
+        raise BadParameter(param, f"{exc}; {hint}") from None
 
 
 def _in_range(param: str, us: int) -> int:
@@ -107,9 +108,13 @@ def time_range(
     now_us: int,
     *,
     default_span_us: int | None = DEFAULT_SPAN_US,
+    open_end: bool = False,
 ) -> TimeRange:
-    """[from, to): `to` defaults to now, `from` to `to - default_span_us` (or the dawn of time)."""
-    to_us = parse_time("to", to_text, now_us) if to_text else now_us
+    """[from, to): `to` defaults to now (no end when `open_end`), `from` to `to` minus
+    `default_span_us` (no start when that is None)."""
+    to_us = MAX_US if open_end else now_us
+    if to_text:
+        to_us = parse_time("to", to_text, now_us)
     if from_text:
         from_us = parse_time("from", from_text, now_us)
     elif default_span_us is None:
@@ -197,6 +202,16 @@ def decode_cursor(param: str, text: str | None) -> int | None:
         raise BadParameter(
             param, "not a cursor returned by this API; pass `next_cursor` unchanged"
         ) from None
+
+
+def decode_offset(param: str, text: str | None) -> int:
+    """The row offset inside a page cursor (0 without one)."""
+    offset = decode_cursor(param, text)
+    if offset is None:
+        return 0
+    if offset < 0:
+        raise BadParameter(param, "not a cursor returned by this API; pass `next_cursor` unchanged")
+    return offset
 
 
 def parse_functions(text: str | None, default: str = "mean") -> list[str]:

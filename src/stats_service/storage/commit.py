@@ -176,7 +176,8 @@ def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, repla
         else:
             con.execute("INSERT INTO points SELECT series_id, ts, value FROM incoming_points")
             written = len(sid)
-        _update_last_values(con, sid, ts, value)
+        # a replay (not `replace`) only fills gaps: at an equal time the stored value stays
+        _update_last_values(con, sid, ts, value, newer_only=not replace)
     finally:
         con.unregister("incoming_points")
     return written
@@ -221,7 +222,12 @@ def _delete_existing(con: duckdb.DuckDBPyConnection, sid: Int64Array, ts: Int64A
 
 
 def _update_last_values(
-    con: duckdb.DuckDBPyConnection, sid: Int64Array, ts: Int64Array, value: np.ndarray
+    con: duckdb.DuckDBPyConnection,
+    sid: Int64Array,
+    ts: Int64Array,
+    value: np.ndarray,
+    *,
+    newer_only: bool = False,
 ) -> None:
     """Keep each series' newest point in the series table (the last-value cache)."""
     last = np.ones(sid.size, dtype=bool)
@@ -233,11 +239,12 @@ def _update_last_values(
             "value": pa.array(value[last], pa.float64()),
         }
     )
+    newer = ">" if newer_only else ">="
     con.register("incoming_last", table)
     try:
         con.execute(
             "UPDATE series SET last_ts = l.ts, last_value = l.value FROM incoming_last l "
-            "WHERE series.id = l.id AND (series.last_ts IS NULL OR l.ts >= series.last_ts)"
+            f"WHERE series.id = l.id AND (series.last_ts IS NULL OR l.ts {newer} series.last_ts)"
         )
     finally:
         con.unregister("incoming_last")

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from ...errors import Forbidden
@@ -132,9 +132,16 @@ def create_key(body: KeyIn, principal: AdminPrincipal, services: ServicesDep) ->
 
 
 @router.get("/keys", response_model=list[KeyOut])
-def list_keys(principal: AdminPrincipal, services: ServicesDep) -> list[KeyOut]:
+def list_keys(
+    principal: AdminPrincipal,
+    services: ServicesDep,
+    tenant: Annotated[str | None, Query(description="Only this tenant's keys.")] = None,
+) -> list[KeyOut]:
     """Keys (never their secrets): all for admins of `default`, else the tenant's."""
-    tenant_id = None if principal.superuser else principal.tenant_id
+    if tenant is not None:
+        tenant_id: int | None = services.auth.tenant(_scope(principal, tenant)).id
+    else:
+        tenant_id = None if principal.superuser else principal.tenant_id
     return [KeyOut.of(r) for r in services.store.list_keys(tenant_id)]
 
 

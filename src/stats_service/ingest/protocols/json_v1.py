@@ -15,6 +15,7 @@ the request is refused, so a client sees all its mistakes at once.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -38,12 +39,40 @@ DEVICE_MSG = (
 )
 
 
-def parse(body: bytes, ctx: ParseContext) -> Batch:
+class _NonFinite:
+    """Stands for a NaN or Infinity literal, so that its location can be reported."""
+
+    __slots__ = ()
+
+
+def _loads(body: bytes) -> tuple[Any, bool]:
+    """The document, and whether it holds NaN/Infinity literals (which JSON has not, but
+    Python's `json.dumps` writes by default): those are refused where they stand."""
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body), False
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        error = exc
+    seen: list[str] = []
+
+    def constant(name: str) -> _NonFinite:
+        seen.append(name)
+        return _NonFinite()
+
+    try:
+        doc = json.loads(body, parse_constant=constant)
+        orjson.dumps(doc, default=lambda _: None)  # orjson's limits: UTF-8, 64-bit integers
+    except (ValueError, TypeError, RecursionError):
+        seen.clear()
+    if not seen:
+        raise BadRequest(f"body is not valid JSON: {error}") from None
+    return doc, True
+
+
+def parse(body: bytes, ctx: ParseContext) -> Batch:
+    doc, non_finite = _loads(body)
     builder = BatchBuilder(ctx.tenant_id)
+    if non_finite:
+        builder.error("body", "NaN and Infinity are not JSON numbers: send finite numbers")
     if isinstance(doc, list):
         if not doc:
             builder.error("body", "the batch holds no points (empty list)")
@@ -55,6 +84,7 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
 
 
 def _join(prefix: str, name: str) -> str:
+    name = name or '""'  # an empty key still gets a visible location
     return f"{prefix}.{name}" if prefix else name
 
 
@@ -67,7 +97,7 @@ def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> Non
     device = obj.get("device")
     if device is None:
         b.error(_join(loc, "device"), "is required")
-    elif not isinstance(device, str) or not DEVICE_RE.match(device):
+    elif not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
         b.error(_join(loc, "device"), DEVICE_MSG)
         device = None
     tags = _parse_tags(obj.get("tags"), _join(loc, "tags"), b)
@@ -94,7 +124,8 @@ def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> Non
     for j, point in enumerate(points):
         if type(point) is not dict or not point.keys() <= POINT_KEYS or "values" not in point:
             _point_errors(point, f"{base}[{j}]", b)
-            continue
+            if type(point) is not dict:
+                continue  # a dict goes on, so that its other errors are reported too
         ptags = tag_tuple
         if "tags" in point:
             extra = _parse_tags(point["tags"], f"{base}[{j}].tags", b)
@@ -104,7 +135,8 @@ def _parse_object(obj: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> Non
             ts: int | None = raw_ts * fast_ts[0]
         else:
             ts = _timestamp(raw_ts, f"{base}[{j}].ts", b, ctx)
-        _parse_values(point["values"], base, j, ts, ptags, units, b)
+        if "values" in point:
+            _parse_values(point["values"], base, j, ts, ptags, units, b)
 
 
 def _point_errors(point: Any, ploc: str, b: BatchBuilder) -> None:
@@ -144,7 +176,7 @@ def _parse_tags(raw: Any, loc: str, b: BatchBuilder) -> dict[str, str] | None:
         if key == DEVICE_TAG:
             b.error(f"{loc}.{key}", "is reserved; use the top-level `device` field")
             ok = False
-        elif not TAG_KEY_RE.match(key):
+        elif not TAG_KEY_RE.fullmatch(key):
             b.error(f"{loc}.{key}", "tag names are 1-64 letters, digits, _ . : - ")
             ok = False
         elif not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE:
@@ -225,7 +257,7 @@ def _slow_value(
     b: BatchBuilder,
 ) -> None:
     """First sight of a metric in this request, a value with a unit, or an error."""
-    vloc = f"{_values_loc(base, index)}.{name}"
+    vloc = _join(_values_loc(base, index), name)
     unit = units.get(name)
     if isinstance(value, dict):
         unit = value.get("unit", unit)

@@ -1,0 +1,132 @@
+"""Response models of the read API (series, devices, points, aggregates, stats, usage).
+
+Times are RFC 3339 strings; series ids are decimal strings (a JavaScript number cannot
+hold every signed 64-bit integer). Point and aggregate bodies are columnar: parallel
+arrays, ready for a chart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .problems import PROBLEM_RESPONSES
+
+READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: PROBLEM_RESPONSES[code] for code in (400, 401, 403, 404)
+}
+SeriesId = str
+Time = str
+
+
+class Span(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Time = Field(alias="from", description="Start of the range (included).")
+    to: Time = Field(description="End of the range (excluded).")
+
+
+class SeriesOut(BaseModel):
+    id: SeriesId = Field(description="Series id, a signed 64-bit integer as a decimal string.")
+    metric: str
+    device: str | None
+    tags: dict[str, str] = Field(description="Every tag of the series, `device` included.")
+    unit: str | None
+    created_at: Time | None
+    last_ts: Time | None = Field(description="Time of the latest point.")
+    last_value: float | None = Field(description="Value of the latest point.")
+
+
+class SeriesPage(BaseModel):
+    items: list[SeriesOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
+class DeviceOut(BaseModel):
+    name: str
+    first_seen: Time | None
+    last_seen: Time | None
+    series: int = Field(description="Number of series of the device.")
+    metrics: list[str] = Field(description="Metric names of its series, sorted.")
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    next_cursor: str | None
+
+
+class DeviceMetric(BaseModel):
+    series_id: SeriesId
+    metric: str
+    tags: dict[str, str]
+    unit: str | None
+    last_ts: Time | None
+    last_value: float | None
+
+
+class DeviceMetrics(BaseModel):
+    device: str
+    metrics: list[DeviceMetric]
+
+
+class PointsOut(Span):
+    series_id: SeriesId
+    t: list[Time] = Field(description="Point times, ascending.")
+    value: list[float | None]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the points after these.")
+
+
+class AggregateOut(Span):
+    """One array per requested function (`mean`, `p95`, ...) beside `t` and `count`."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_extra__: dict[str, list[float | None]] = Field(init=False)
+
+    series_id: SeriesId
+    bucket: str = Field(description="Bucket width, e.g. `1m`.")
+    tz: str = Field(description="Time zone of calendar buckets (1d and longer) and of `t`.")
+    fill: str
+    t: list[Time] = Field(description="Bucket starts, ascending.")
+    count: list[int] = Field(description="Points in each bucket.")
+
+
+class SeriesStats(BaseModel):
+    series_id: SeriesId
+    device: str | None
+    metric: str
+    tags: dict[str, str]
+    unit: str | None
+    count: int
+    min: float | None
+    max: float | None
+    sum: float | None
+    mean: float | None
+    median: float | None
+    stddev: float | None = Field(description="Sample standard deviation.")
+    p5: float | None
+    p95: float | None
+    first: float | None
+    last: float | None
+    first_ts: Time | None
+    last_ts: Time | None
+
+
+class StatsOut(Span):
+    series: list[SeriesStats]
+
+
+class UsageDay(BaseModel):
+    day: str = Field(description="UTC day, YYYY-MM-DD.")
+    points: int
+    bytes: int
+    requests: int
+    rejected: int
+
+
+class UsageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    days: list[UsageDay]

@@ -1,0 +1,125 @@
+"""GET /v1/series...: the caller's series, their raw points and bucketed aggregates."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from ...errors import BadParameter, NotFound
+from ...query import aggregate as aggregates
+from ...query import points, series
+from ...query.buckets import Buckets
+from ...query.fill import parse_fill
+from ...query.params import (
+    decode_cursor,
+    decode_offset,
+    parse_duration,
+    parse_functions,
+    parse_series_id,
+    parse_tz,
+    time_range,
+)
+from ..deps import ReadPrincipal, ServicesDep
+from ..read_models import READ_PROBLEMS, AggregateOut, PointsOut, SeriesOut, SeriesPage
+
+router = APIRouter(tags=["series"])
+
+SeriesIdPath = Annotated[
+    str, Path(pattern=r"^-?[0-9]{1,19}$", description="Series id (decimal, signed 64-bit).")
+]
+From = Annotated[
+    str | None,
+    Query(alias="from", description="Start (included): RFC 3339, epoch, `now-1h`. Default to-24h."),
+]
+To = Annotated[
+    str | None, Query(description="End (excluded): RFC 3339, epoch, `now`. Default now.")
+]
+
+
+def _sid(text: str) -> int:
+    try:
+        return parse_series_id("series_id", text)
+    except BadParameter:
+        raise NotFound(f"series {text} does not exist") from None
+
+
+def _json(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@router.get("/v1/series", response_model=SeriesPage, responses=READ_PROBLEMS)
+def list_series(
+    request: Request,
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    device: str | None = None,
+    metric: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+) -> dict[str, Any]:
+    """Series of the tenant, filtered by device, metric and `tag.<key>=<value>`, paged."""
+    where = series.SeriesFilter(device, metric, series.tag_filters(request.query_params))
+    offset = decode_offset("cursor", cursor)
+    with services.store.reader() as cur:
+        return series.list_series(cur, principal.tenant_id, where, limit, offset)
+
+
+@router.get("/v1/series/{series_id}", response_model=SeriesOut, responses=READ_PROBLEMS)
+def get_series(series_id: SeriesIdPath, principal: ReadPrincipal, services: ServicesDep) -> Any:
+    """One series: its metric, tags, unit and latest point."""
+    with services.store.reader() as cur:
+        return series.get_series(cur, principal.tenant_id, _sid(series_id)).as_dict()
+
+
+@router.get("/v1/series/{series_id}/points", response_model=PointsOut, responses=READ_PROBLEMS)
+def get_points(
+    series_id: SeriesIdPath,
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    from_: From = None,
+    to: To = None,
+    limit: Annotated[int, Query(ge=1, le=points.MAX_LIMIT)] = points.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+) -> Response:
+    """Raw points in [from, to), oldest first, `limit` at a time (columnar)."""
+    span = time_range(from_, to, _now_us())
+    after = decode_cursor("cursor", cursor)
+    with services.store.reader() as cur:
+        body = points.read_points(cur, principal.tenant_id, _sid(series_id), span, limit, after)
+    return _json(body)
+
+
+@router.get(
+    "/v1/series/{series_id}/aggregate", response_model=AggregateOut, responses=READ_PROBLEMS
+)
+def get_aggregate(
+    series_id: SeriesIdPath,
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    from_: From = None,
+    to: To = None,
+    bucket: Annotated[str, Query(description="Bucket width: 10s, 1m, 1h, 1d, 1w...")] = "1m",
+    fn: Annotated[
+        str, Query(description="Functions: mean,min,max,sum,count,median,stddev,first,last,pNN.")
+    ] = "mean",
+    fill: Annotated[str, Query(description="none, null, previous, zero or linear.")] = "none",
+    tz: Annotated[str, Query(description="IANA zone of day/week buckets and of `t`.")] = "UTC",
+) -> Response:
+    """Aligned buckets of one series with the requested functions (columnar, chart-ready)."""
+    query = aggregates.AggregateQuery(
+        span=time_range(from_, to, _now_us()),
+        buckets=Buckets(parse_duration("bucket", bucket), parse_tz(tz)),
+        functions=tuple(parse_functions(fn)),
+        fill=parse_fill(fill),
+        bucket_label=bucket.strip().lower(),
+    )
+    with services.store.reader() as cur:
+        body = aggregates.aggregate(cur, principal.tenant_id, [_sid(series_id)], query)
+    return _json(body[0])

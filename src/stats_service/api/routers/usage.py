@@ -1,0 +1,31 @@
+"""GET /v1/usage: the caller's usage per day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from ...query.params import parse_date
+from ...query.usage import usage_days
+from ..deps import ReadPrincipal, ServicesDep
+from ..read_models import READ_PROBLEMS, UsageOut
+
+router = APIRouter(tags=["usage"])
+
+
+@router.get("/v1/usage", response_model=UsageOut, responses=READ_PROBLEMS)
+def get_usage(
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    from_: Annotated[
+        str | None, Query(alias="from", description="First day, YYYY-MM-DD; default to-30d.")
+    ] = None,
+    to: Annotated[str | None, Query(description="Last day (included); default today.")] = None,
+) -> dict[str, Any]:
+    """Points, bytes, requests and rejected points per UTC day, unflushed counts included."""
+    end = parse_date("to", to, datetime.now(UTC).date())
+    start = parse_date("from", from_, end - timedelta(days=30))
+    with services.store.reader() as cur:
+        return usage_days(cur, principal.tenant_id, start, end, services.usage.peek())

@@ -1,0 +1,119 @@
+"""Bucketed aggregates of one or many series, chart-ready (columnar arrays).
+
+One DuckDB query computes every function of every bucket of every series; numpy then
+spreads the results over the bucket grid and fills the empty buckets. No per-point
+Python work, so a day of 10-second data is a few milliseconds per series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from ..model import Int64Array
+from .buckets import Buckets
+from .columns import floats, ints, series_id, times, values
+from .fill import counts, fill, place
+from .params import TimeRange, function_sql
+from .series import SCOPED_IDS, series_by_ids
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateQuery:
+    span: TimeRange
+    buckets: Buckets
+    functions: tuple[str, ...] = ("mean",)
+    fill: str = "none"
+    bucket_label: str = ""
+
+
+def aggregate_sql(query: AggregateQuery) -> str:
+    """The one query: (series_id, bucket start, count, f0, f1, ...) ordered."""
+    columns = ", ".join(f"{function_sql(fn)} AS f{i}" for i, fn in enumerate(query.functions))
+    return f"""
+SELECT series_id, {query.buckets.sql("ts")} AS b, count(*) AS n, {columns}
+FROM points
+WHERE series_id IN {SCOPED_IDS}
+  AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
+GROUP BY ALL ORDER BY series_id, b
+"""
+
+
+def aggregate(
+    cur: duckdb.DuckDBPyConnection, tenant_id: int, ids: list[int], query: AggregateQuery
+) -> list[dict[str, Any]]:
+    """One chart-ready object per series of `ids` (in that order); NotFound for a foreign id."""
+    series_by_ids(cur, tenant_id, ids)
+    buckets = query.buckets
+    grid = None if query.fill == "none" else _Grid.of(buckets, query.span)
+    buckets.check(query.span.from_us, query.span.to_us)
+    params = [tenant_id, ids, query.span.from_us, query.span.to_us]
+    data = cur.execute(aggregate_sql(query), params).fetchnumpy()
+    sids, keys, n = ints(data["series_id"]), ints(data["b"]), ints(data["n"])
+    results = [floats(data[f"f{i}"]) for i in range(len(query.functions))]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    labels = np.array(times(buckets.starts(unique), buckets.tz), dtype=object)
+    span = times(ints([query.span.from_us, query.span.to_us]), micros=True)
+    out = []
+    for sid in ids:
+        lo, hi = int(np.searchsorted(sids, sid)), int(np.searchsorted(sids, sid, "right"))
+        head = _head(query, sid, span)
+        part = [r[lo:hi] for r in results]
+        if grid is None:
+            head["t"] = labels[inverse[lo:hi]].tolist()
+            head["count"] = n[lo:hi].tolist()
+            head.update(_columns(query, part))
+        else:
+            head["t"] = grid.labels
+            head.update(grid.spread(query, keys[lo:hi], n[lo:hi], part))
+        out.append(head)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """Every bucket of the range: keys (to place data), UTC starts (to interpolate in time)
+    and labels."""
+
+    keys: Int64Array
+    starts: Int64Array
+    labels: list[str]
+
+    @classmethod
+    def of(cls, buckets: Buckets, span: TimeRange) -> _Grid:
+        keys = buckets.keys(span.from_us, span.to_us)
+        starts = buckets.starts(keys)
+        return cls(keys, starts, times(starts, buckets.tz))
+
+    def spread(
+        self, query: AggregateQuery, at: Int64Array, n: Int64Array, results: list[Any]
+    ) -> dict[str, Any]:
+        count = counts(self.keys, at, n)
+        has_data = count > 0
+        out: dict[str, Any] = {"count": count.tolist()}
+        for fn, column in zip(query.functions, results, strict=True):
+            if fn != "count":
+                placed = place(self.keys, at, column)
+                out[fn] = values(fill(self.starts, placed, has_data, query.fill))
+        return out
+
+
+def _head(query: AggregateQuery, sid: int, span: list[str]) -> dict[str, Any]:
+    return {
+        "series_id": series_id(sid),
+        "bucket": query.bucket_label,
+        "tz": query.buckets.tz,
+        "fill": query.fill,
+        "from": span[0],
+        "to": span[1],
+    }
+
+
+def _columns(query: AggregateQuery, results: list[Any]) -> dict[str, Any]:
+    return {
+        fn: column.astype(np.int64).tolist() if fn == "count" else values(column)
+        for fn, column in zip(query.functions, results, strict=True)
+    }
