@@ -208,10 +208,10 @@ def export(
             for chunk in client.stream("/v1/export", params):
                 sink.write(chunk)
         else:
-            from .export_local import export_chunks
+            from .export_local import local_export
 
             with local_services(settings) as services:
-                for chunk in export_chunks(services, tenant, params):
+                for chunk in local_export(services, tenant, params):
                     sink.write(chunk)
         done = True
     except ServiceError as exc:

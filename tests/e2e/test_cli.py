@@ -231,3 +231,15 @@ def test_export_through_the_server_writes_csv(server: ServerProcess, tmp_path: P
     assert failed.returncode != 0
     assert "no-such-device" in failed.stderr
     assert not missing.exists(), "a failed export must not leave a file behind"
+
+
+def test_export_on_the_file_when_no_server_runs(server: ServerProcess, tmp_path: Path) -> None:
+    ingest_batches(server, "offline-dev", batches=1, points=6)
+    server.terminate()
+    through_server = tmp_path / "offline.ndjson"
+    args = ("--device", "offline-dev", "--format", "ndjson", "--data-dir", str(server.data_dir))
+    result = run_cli("export", *args, "-o", str(through_server))
+    assert result.returncode == 0, result.stderr
+    lines = through_server.read_text().splitlines()
+    assert len(lines) == 6
+    assert all('"offline-dev"' in line for line in lines)

@@ -37,6 +37,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing, unknown or revoked API key"),
     403: _problem("The key's role may not do this"),
     404: _problem("Not found (or not this tenant's)"),
+    409: _problem("Conflict: a name already taken, an Idempotency-Key reused for another body"),
     413: _problem("Body or batch over the limit"),
     422: _problem("A tenant limit would be exceeded"),
     429: _problem("The write queue is full; retry after Retry-After seconds"),

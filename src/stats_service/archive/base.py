@@ -15,3 +15,6 @@ class Archive(Protocol):
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key that starts with `prefix`, in lexical order."""
+
+    def children(self, prefix: str) -> list[str]:
+        """Names one level below the folder `prefix` (ending in '/'), sorted."""

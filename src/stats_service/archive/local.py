@@ -43,3 +43,9 @@ class LocalArchive:
             if p.is_file() and not p.name.startswith(".")
         )
         yield from (k for k in found if k.startswith(prefix))
+
+    def children(self, prefix: str) -> list[str]:
+        folder = self._path(prefix) if prefix.strip("/") else self.root
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

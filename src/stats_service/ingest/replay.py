@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import structlog
 
@@ -34,14 +34,28 @@ class ReplayReport:
 
 
 def archived(archive: Archive, start: date, end: date, tenant: str | None) -> Iterator[Envelope]:
-    """Envelopes received on days start..end inclusive (UTC), for one tenant or all."""
-    tenants = [tenant] if tenant else sorted({k.split("/")[1] for k in archive.keys("raw/")})
+    """Envelopes received on days start..end inclusive (UTC), for one tenant or all.
+
+    Walks only the year/month/day folders that exist, so a wide range costs nothing."""
+    tenants = [tenant] if tenant else archive.children("raw/")
     for name in tenants:
-        day = start
-        while day <= end:
+        for day in _days(archive, f"raw/{name}/", start, end):
             for key in archive.keys(f"raw/{name}/{day:%Y/%m/%d}/"):
                 yield from read_object(archive.get(key))
-            day += timedelta(days=1)
+
+
+def _days(archive: Archive, root: str, start: date, end: date) -> Iterator[date]:
+    for year in archive.children(root):
+        if not (year.isdigit() and start.year <= int(year) <= end.year):
+            continue
+        for month in archive.children(f"{root}{year}/"):
+            for day in archive.children(f"{root}{year}/{month}/"):
+                try:
+                    found = date(int(year), int(month), int(day))
+                except ValueError:
+                    continue  # not a folder the archive wrote
+                if start <= found <= end:
+                    yield found
 
 
 def replay(

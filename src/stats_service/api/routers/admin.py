@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from ...errors import Forbidden
 from ...ingest.replay import replay
@@ -18,6 +18,12 @@ from ..problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=PROBLEM_RESPONSES)
 TENANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_LIMIT = 2**31 - 1
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Stored times are naive UTC; answers say so (RFC 3339 with an offset)."""
+    return None if moment is None else moment.replace(tzinfo=UTC)
 
 
 class TenantIn(BaseModel):
@@ -27,8 +33,8 @@ class TenantIn(BaseModel):
 
 class TenantPatch(BaseModel):
     retention_days: int | None = Field(None, ge=1, le=36500)
-    max_series: int | None = Field(None, ge=1)
-    max_batch_points: int | None = Field(None, ge=1)
+    max_series: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    max_batch_points: int | None = Field(None, ge=1, le=MAX_LIMIT)
 
 
 class TenantOut(BaseModel):
@@ -42,7 +48,7 @@ class TenantOut(BaseModel):
     @classmethod
     def of(cls, t: Tenant) -> TenantOut:
         return cls(
-            id=t.id, name=t.name, created_at=t.created_at, retention_days=t.retention_days,
+            id=t.id, name=t.name, created_at=t.created_at.replace(tzinfo=UTC), retention_days=t.retention_days,
             max_series=t.max_series, max_batch_points=t.max_batch_points,
         )
 
@@ -66,7 +72,7 @@ class KeyOut(BaseModel):
     def of(cls, r: ApiKeyRecord) -> KeyOut:
         return cls(
             id=r.id, tenant=r.tenant, role=r.role, prefix=r.prefix, name=r.name,
-            created_at=r.created_at, revoked_at=r.revoked_at,
+            created_at=r.created_at.replace(tzinfo=UTC), revoked_at=_utc(r.revoked_at),
         )
 
 
@@ -75,9 +81,15 @@ class KeyCreated(KeyOut):
 
 
 class ReplayIn(BaseModel):
-    from_: date = Field(alias="from")
-    to: date
-    tenant: str | None = None
+    from_: date = Field(alias="from", description="First day (UTC), YYYY-MM-DD.")
+    to: date = Field(description="Last day (UTC), inclusive.")
+    tenant: str | None = Field(None, pattern=TENANT_NAME)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplayIn:
+        if self.from_ > self.to:
+            raise ValueError("`from` must not be after `to`")
+        return self
 
 
 class ReplayOut(BaseModel):
@@ -160,6 +172,8 @@ async def replay_archive(
 ) -> ReplayOut:
     """Rebuild points from the raw archive for days from..to (never overwrites)."""
     tenant = _scope(principal, body.tenant) if body.tenant or not principal.superuser else None
+    if tenant is not None:
+        services.auth.tenant(tenant)  # 404 for an unknown tenant
     report = await anyio.to_thread.run_sync(
         replay, services.archive, services.pipeline, services.writer, body.from_, body.to, tenant
     )
