@@ -66,6 +66,17 @@ def machine() -> dict[str, str]:
                 break
     import duckdb
 
+    commit = "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        commit += "+dirty src" if dirty else ""
     return {
         "nproc": str(os.cpu_count()),
         "cpu": model,
@@ -73,12 +84,58 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
     }
 
 
 def print_machine() -> None:
     m = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in m.items()))
+    busy = other_busy_processes()
+    load = os.getloadavg()
+    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          + (f"; WARNING, other busy processes: {busy}" if busy else ""), flush=True)
+
+
+def wait_quiet(max_wait_s: float = 60.0, threshold: float = 0.3) -> bool:
+    """Wait (bounded) until no other process uses more than `threshold` cores, so that a
+    run on this small machine is not shared with someone else's tests. True if quiet."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = other_busy_processes(threshold)
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            print(f"WARNING: machine still busy after {max_wait_s:.0f}s: {busy}", flush=True)
+            return False
+        time.sleep(2.0)
+
+
+def other_busy_processes(threshold: float = 0.2, window_s: float = 1.0) -> str:
+    """Processes (not ours) using more than `threshold` cores right now: noise warning."""
+    def snap() -> dict[int, tuple[str, float]]:
+        out: dict[int, tuple[str, float]] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                head, tail = (d / "stat").read_text().rsplit(")", 1)
+                parts = tail.split()
+                out[int(d.name)] = (head.split("(", 1)[1],
+                                    (int(parts[11]) + int(parts[12])) / tick)
+        return out
+
+    a = snap()
+    time.sleep(window_s)
+    b = snap()
+    mine = {os.getpid(), *(c.pid for c in mp.active_children())}
+    busy = [
+        f"{name}[{pid}] {(cpu - a[pid][1]) / window_s:.1f}"
+        for pid, (name, cpu) in b.items()
+        if pid in a and pid not in mine and (cpu - a[pid][1]) / window_s > threshold
+    ]
+    return ", ".join(busy)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -151,6 +208,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     data_dir: Path | None = None
     keep: bool = False
+    patches: str = ""  # what-if experiments of serve_patched.py ("" = the real console script)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     _tmp: Path | None = None
@@ -185,11 +243,15 @@ class Server:
             **self.env,
         }
         self._log = self.data_dir.parent / "server.log"
-        exe = VENV_BIN / "stats-service"
+        if self.patches:
+            env["STATS_BENCH_PATCHES"] = self.patches
+            cmd = [sys.executable, str(Path(__file__).with_name("serve_patched.py")), "serve"]
+        else:
+            cmd = [str(VENV_BIN / "stats-service"), "serve"]
         with open(self._log, "wb") as log:
             # cwd = the tmp dir, so no stray .env of the caller is read.
             self.proc = subprocess.Popen(
-                [str(exe), "serve"],
+                cmd,
                 env=env,
                 cwd=str(self.data_dir.parent),
                 stdout=log,
@@ -477,8 +539,9 @@ class PySpy:
     """`py-spy record` of a PID for the duration of a `with` block (optional tool)."""
 
     def __init__(self, pid: int, out: Path, fmt: str = "raw", rate: int = 100,
-                 duration_s: float = 60.0) -> None:
+                 duration_s: float = 60.0, gil: bool = True) -> None:
         self.pid, self.out, self.fmt, self.rate, self.duration = pid, out, fmt, rate, duration_s
+        self.gil = gil
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -488,8 +551,12 @@ class PySpy:
     def __enter__(self) -> PySpy:
         exe = VENV_BIN / "py-spy"
         cmd = [str(exe) if exe.exists() else "py-spy", "record", "--pid", str(self.pid),
-               "--rate", str(self.rate), "--format", self.fmt, "--threads", "--idle",
+               "--rate", str(self.rate), "--format", self.fmt, "--threads",
                "--duration", str(int(self.duration)), "-o", str(self.out)]
+        if self.gil:
+            cmd.append("--gil")  # only the thread holding the GIL: Python time, no waits
+        else:
+            cmd.append("--idle")  # every thread, every sample; profile_summary drops waits
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.5)
         return self
@@ -504,3 +571,110 @@ class PySpy:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+# -- server-side measurements ------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all threads), seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        parts = fh.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """utime + stime of every thread of a process, by OS thread id, seconds."""
+    out: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            parts = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(parts[11]) + int(parts[12])) / tick
+    return out
+
+
+def python_thread_names(pid: int) -> dict[int, str]:
+    """OS thread id -> Python thread name, from `py-spy dump` (empty without py-spy)."""
+    if not PySpy.available():
+        return {}
+    exe = VENV_BIN / "py-spy"
+    try:
+        text = subprocess.run([str(exe) if exe.exists() else "py-spy", "dump", "--pid", str(pid)],
+                              capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names: dict[int, str] = {}
+    for line in text.splitlines():
+        if line.startswith("Thread "):
+            head = line.split()
+            with contextlib.suppress(ValueError, IndexError):
+                tid = int(head[1], 0)
+                names[tid] = line.split('"')[1] if '"' in line else head[-1]
+    return names
+
+
+def thread_table(before: dict[int, float], after: dict[int, float], names: dict[int, str],
+                 wall: float) -> list[tuple[str, float]]:
+    """CPU cores used per thread group over `wall` seconds."""
+    groups: dict[str, float] = {}
+    for tid, cpu in after.items():
+        used = cpu - before.get(tid, 0.0)
+        name = names.get(tid, "native threads (DuckDB, jemalloc, ...)")
+        if name.startswith("AnyIO worker"):
+            name = "AnyIO worker threads (parse, archive frame)"
+        elif name == "MainThread":
+            name = "MainThread (event loop: HTTP, FastAPI, small parses)"
+        elif name == "stats-writer":
+            name = "stats-writer (group commit incl. DuckDB calls)"
+        groups[name] = groups.get(name, 0.0) + used
+    return sorted(((k, v / wall) for k, v in groups.items()), key=lambda kv: -kv[1])
+
+
+def scrape_metrics(url: str) -> dict[str, float]:
+    """The un-labelled samples (and label-summed counters) of the server's /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        base = name.split("{", 1)[0]
+        with contextlib.suppress(ValueError):
+            out[base] = out.get(base, 0.0) + float(value)
+    return out
+
+
+def route_seconds(url: str, route: str) -> tuple[float, float]:
+    """(count, seconds) of the server's request-duration histogram for one route (all
+    methods and statuses): the time measured inside the server by its middleware."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    count = total = 0.0
+    needle = f'route="{route}"'
+    for line in text.splitlines():
+        if needle not in line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith("stats_http_request_duration_seconds_count"):
+            count += float(value)
+        elif name.startswith("stats_http_request_duration_seconds_sum"):
+            total += float(value)
+    return count, total
+
+
+def writer_stats(before: dict[str, float], after: dict[str, float],
+                 wall: float) -> dict[str, float]:
+    def d(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    commits = d("stats_writer_commit_duration_seconds_count")
+    seconds = d("stats_writer_commit_duration_seconds_sum")
+    points = d("stats_writer_committed_points_total")
+    return {
+        "commits": commits,
+        "commit_ms": seconds / commits * 1000 if commits else float("nan"),
+        "points_per_commit": points / commits if commits else float("nan"),
+        "writer_busy": seconds / wall if wall else float("nan"),
+    }

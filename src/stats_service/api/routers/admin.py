@@ -48,8 +48,12 @@ class TenantOut(BaseModel):
     @classmethod
     def of(cls, t: Tenant) -> TenantOut:
         return cls(
-            id=t.id, name=t.name, created_at=t.created_at.replace(tzinfo=UTC), retention_days=t.retention_days,
-            max_series=t.max_series, max_batch_points=t.max_batch_points,
+            id=t.id,
+            name=t.name,
+            created_at=t.created_at.replace(tzinfo=UTC),
+            retention_days=t.retention_days,
+            max_series=t.max_series,
+            max_batch_points=t.max_batch_points,
         )
 
 
@@ -71,8 +75,13 @@ class KeyOut(BaseModel):
     @classmethod
     def of(cls, r: ApiKeyRecord) -> KeyOut:
         return cls(
-            id=r.id, tenant=r.tenant, role=r.role, prefix=r.prefix, name=r.name,
-            created_at=r.created_at.replace(tzinfo=UTC), revoked_at=_utc(r.revoked_at),
+            id=r.id,
+            tenant=r.tenant,
+            role=r.role,
+            prefix=r.prefix,
+            name=r.name,
+            created_at=r.created_at.replace(tzinfo=UTC),
+            revoked_at=_utc(r.revoked_at),
         )
 
 
