@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(
         2, ge=1, description="Threads the embedded DuckDB database uses for one query."
     )
+    metrics_public: bool = Field(
+        True,
+        description=(
+            "Serve /metrics without a key. It shows tenant names and counts; set false to "
+            "require an admin key of the `default` tenant (Prometheus: `authorization`)."
+        ),
+    )
     export_batch_rows: int = Field(
         50_000, ge=1000, description="Rows per chunk when streaming an export."
     )

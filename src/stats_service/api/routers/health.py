@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import anyio
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from ... import __version__
-from ..deps import ServicesDep
+from ...errors import Forbidden
+from ..deps import ServicesDep, get_principal
+from ..problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["operations"])
 
@@ -46,7 +48,15 @@ async def ready(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-def metrics(services: ServicesDep) -> Response:
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **PROBLEM_RESPONSES},
+)
+def metrics(request: Request, services: ServicesDep) -> Response:
     """Prometheus text exposition of this instance's metrics."""
+    if not services.settings.metrics_public:
+        principal = get_principal(request, services)
+        if not principal.superuser:
+            raise Forbidden("/metrics shows every tenant: an admin key of `default` is needed")
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,228 @@
+"""Every endpoint, called with another tenant's keys, shows nothing of this tenant.
+
+Tenant `default` (A) and tenant `other` (B) each hold data. Every operation in the
+OpenAPI document must have an entry in CASES (a conventions test checks that), which
+calls it with B's admin key aimed at A's devices, series, keys and tenant, and asserts
+that the answer carries none of A's data and that A's data is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import ADMIN_KEY, make_settings
+from stats_service.app import create_app
+
+A_DEVICE = "a-secret-device"
+A_METRIC = "a_secret_metric"
+B_DEVICE = "b-device"
+
+
+@dataclass
+class World:
+    client: TestClient
+    a: dict[str, str]  # admin key of A (default)
+    b: dict[str, str]  # admin key of B (other)
+    a_series: str
+    a_key_id: str
+    now: int
+
+    def assert_clean(self, text: str) -> None:
+        for secret in (A_DEVICE, A_METRIC, self.a_series, self.a_key_id, ADMIN_KEY):
+            assert secret not in text, f"{secret!r} leaked: {text[:500]}"
+
+    def a_points(self) -> int:
+        answer = self.client.get(
+            f"/v1/series/{self.a_series}/points",
+            params={"from": "now-2d", "to": "now+1h", "limit": 100_000},
+            headers=self.a,
+        )
+        assert answer.status_code == 200, answer.text
+        return len(answer.json()["t"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    settings = make_settings(Path(tmp_path_factory.mktemp("isolation")), metrics_public=False)
+    with TestClient(create_app(settings)) as client:
+        a = {"X-API-Key": ADMIN_KEY}
+        assert client.post("/v1/admin/tenants", json={"name": "other"}, headers=a).status_code == 201
+        created = client.post("/v1/admin/keys", json={"tenant": "other", "role": "admin"}, headers=a)
+        b = {"X-API-Key": created.json()["key"]}
+        now = int(time.time())
+        for device, metric, headers in ((A_DEVICE, A_METRIC, a), (B_DEVICE, "temperature", b)):
+            points = [{"ts": now - 60 * i, "values": {metric: float(i)}} for i in range(30)]
+            body = {"device": device, "points": points}
+            answer = client.post("/v1/ingest?precision=s", json=body, headers=headers)
+            assert answer.status_code == 202, answer.text
+        series = client.get("/v1/series", params={"device": A_DEVICE}, headers=a).json()["items"]
+        a_key_id = client.get("/v1/admin/keys", headers=a).json()[0]["id"]
+        yield World(client, a, b, series[0]["id"], a_key_id, now)
+
+
+Check = Callable[[World], None]
+
+
+def _get(w: World, url: str, **params: object) -> tuple[int, str]:
+    answer = w.client.get(url, params=params, headers=w.b)
+    return answer.status_code, answer.text
+
+
+def devices(w: World) -> None:
+    status, text = _get(w, "/v1/devices")
+    assert status == 200 and B_DEVICE in text
+    w.assert_clean(text)
+
+
+def device(w: World) -> None:
+    assert _get(w, f"/v1/devices/{A_DEVICE}")[0] == 404
+
+
+def device_metrics(w: World) -> None:
+    status, text = _get(w, f"/v1/devices/{A_DEVICE}/metrics")
+    assert status == 404
+    w.assert_clean(text.replace(A_DEVICE, ""))  # the 404 may name what was asked for
+
+
+def series_list(w: World) -> None:
+    for params in ({}, {"device": A_DEVICE}, {"metric": A_METRIC}):
+        status, text = _get(w, "/v1/series", **params)
+        assert status == 200
+        w.assert_clean(text)
+
+
+def one_series(w: World) -> None:
+    assert _get(w, f"/v1/series/{w.a_series}")[0] == 404
+
+
+def points(w: World) -> None:
+    assert _get(w, f"/v1/series/{w.a_series}/points", **{"from": "now-2d"})[0] == 404
+
+
+def aggregate(w: World) -> None:
+    assert _get(w, f"/v1/series/{w.a_series}/aggregate", **{"from": "now-2d"})[0] == 404
+
+
+def stats(w: World) -> None:
+    assert _get(w, "/v1/stats", series=w.a_series, **{"from": "now-2d"})[0] == 404
+    status, text = _get(w, "/v1/stats", device=A_DEVICE, metric=A_METRIC, **{"from": "now-2d"})
+    assert status in (200, 404)
+    if status == 200:
+        assert json.loads(text)["series"] == []
+
+
+def export(w: World) -> None:
+    assert _get(w, "/v1/export", series=w.a_series)[0] == 404
+    status, text = _get(w, "/v1/export", device=A_DEVICE, format="ndjson")
+    assert status in (200, 404)
+    if status == 200:
+        w.assert_clean(text)
+    status, text = _get(w, "/v1/export", format="csv")  # everything B may see
+    w.assert_clean(text)
+
+
+def usage(w: World) -> None:
+    status, text = _get(w, "/v1/usage")
+    assert status == 200
+    assert sum(day["points"] for day in json.loads(text)["days"]) == 30  # B's own only
+
+
+def ingest(w: World) -> None:
+    before = w.a_points()
+    body = {"device": A_DEVICE, "points": [{"ts": w.now - 60, "values": {A_METRIC: -1.0}}]}
+    answer = w.client.post("/v1/ingest?precision=s", json=body, headers=w.b)
+    assert answer.status_code == 202  # lands in B's own namespace...
+    assert w.a_points() == before  # ...and A's series is untouched
+    first = w.client.get(f"/v1/series/{w.a_series}/points", params={"from": "now-2d"}, headers=w.a)
+    assert -1.0 not in first.json()["value"]
+
+
+def tenants(w: World) -> None:
+    status, text = _get(w, "/v1/admin/tenants")
+    assert status == 200 and [t["name"] for t in json.loads(text)] == ["other"]
+    assert w.client.post("/v1/admin/tenants", json={"name": "x"}, headers=w.b).status_code == 403
+
+
+def tenant_patch(w: World) -> None:
+    answer = w.client.patch("/v1/admin/tenants/default", json={"retention_days": 1}, headers=w.b)
+    assert answer.status_code == 403
+
+
+def keys(w: World) -> None:
+    status, text = _get(w, "/v1/admin/keys")
+    assert status == 200
+    w.assert_clean(text)
+    assert {k["tenant"] for k in json.loads(text)} == {"other"}
+    made = w.client.post("/v1/admin/keys", json={"tenant": "default", "role": "read"}, headers=w.b)
+    assert made.status_code == 403
+
+
+def key_revoke(w: World) -> None:
+    assert w.client.delete(f"/v1/admin/keys/{w.a_key_id}", headers=w.b).status_code == 404
+    assert w.client.get("/v1/devices", headers=w.a).status_code == 200  # A's key still works
+
+
+def replay(w: World) -> None:
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    body = {"from": day, "to": day, "tenant": "default"}
+    assert w.client.post("/v1/admin/replay", json=body, headers=w.b).status_code == 403
+    own = w.client.post("/v1/admin/replay", json={"from": day, "to": day}, headers=w.b)
+    assert own.status_code == 200
+    w.assert_clean(own.text)
+
+
+def metrics(w: World) -> None:
+    assert _get(w, "/metrics")[0] == 403  # it names every tenant: operators only
+    assert w.client.get("/metrics", headers=w.a).status_code == 200
+
+
+def public(w: World) -> None:
+    for url in ("/v1/health", "/v1/ready"):
+        status, text = _get(w, url)
+        assert status == 200
+        w.assert_clean(text)
+
+
+CASES: dict[tuple[str, str], Check] = {
+    ("GET", "/v1/health"): public,
+    ("GET", "/v1/ready"): public,
+    ("GET", "/metrics"): metrics,
+    ("POST", "/v1/ingest"): ingest,
+    ("GET", "/v1/devices"): devices,
+    ("GET", "/v1/devices/{device}"): device,
+    ("GET", "/v1/devices/{device}/metrics"): device_metrics,
+    ("GET", "/v1/series"): series_list,
+    ("GET", "/v1/series/{series_id}"): one_series,
+    ("GET", "/v1/series/{series_id}/points"): points,
+    ("GET", "/v1/series/{series_id}/aggregate"): aggregate,
+    ("GET", "/v1/stats"): stats,
+    ("GET", "/v1/export"): export,
+    ("GET", "/v1/usage"): usage,
+    ("GET", "/v1/admin/tenants"): tenants,
+    ("POST", "/v1/admin/tenants"): tenants,
+    ("PATCH", "/v1/admin/tenants/{name}"): tenant_patch,
+    ("GET", "/v1/admin/keys"): keys,
+    ("POST", "/v1/admin/keys"): keys,
+    ("DELETE", "/v1/admin/keys/{key_id}"): key_revoke,
+    ("POST", "/v1/admin/replay"): replay,
+}
+
+
+def test_every_operation_has_an_isolation_case(world: World) -> None:
+    spec = world.client.get("/openapi.json").json()
+    operations = {(m.upper(), p) for p, item in spec["paths"].items() for m in item}
+    missing = operations - CASES.keys()
+    assert not missing, f"add these operations to CASES in {__file__}: {sorted(missing)}"
+    assert not CASES.keys() - operations, "CASES names operations that no longer exist"
+
+
+@pytest.mark.parametrize("operation", sorted(CASES), ids=lambda op: f"{op[0]} {op[1]}")
+def test_another_tenant_sees_nothing(world: World, operation: tuple[str, str]) -> None:
+    CASES[operation](world)
