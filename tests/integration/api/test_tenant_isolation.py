@@ -53,8 +53,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = make_settings(Path(tmp_path_factory.mktemp("isolation")), metrics_public=False)
     with TestClient(create_app(settings)) as client:
         a = {"X-API-Key": ADMIN_KEY}
-        assert client.post("/v1/admin/tenants", json={"name": "other"}, headers=a).status_code == 201
-        created = client.post("/v1/admin/keys", json={"tenant": "other", "role": "admin"}, headers=a)
+        assert (
+            client.post("/v1/admin/tenants", json={"name": "other"}, headers=a).status_code == 201
+        )
+        created = client.post(
+            "/v1/admin/keys", json={"tenant": "other", "role": "admin"}, headers=a
+        )
         b = {"X-API-Key": created.json()["key"]}
         now = int(time.time())
         for device, metric, headers in ((A_DEVICE, A_METRIC, a), (B_DEVICE, "temperature", b)):
