@@ -10,7 +10,7 @@ from ..model import Principal, Role
 from ..services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -29,7 +29,8 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def get_principal(request: Request, services: ServicesDep) -> Principal:
+def principal_of(request: Request, services: Services) -> Principal:
+    """The caller, from its key (cached, so this rarely touches the store)."""
     principal = services.auth.authenticate(presented_key(request))
     if principal.system and (name := request.headers.get("x-tenant")):
         tenant = services.auth.tenant(name)
@@ -38,8 +39,14 @@ def get_principal(request: Request, services: ServicesDep) -> Principal:
     return principal
 
 
+async def get_principal(request: Request, services: ServicesDep) -> Principal:
+    return principal_of(request, services)
+
+
 def _role(role: Role) -> object:
-    def check(
+    # async: FastAPI would run a plain `def` dependency in the thread pool, a thread hop
+    # per request for what is a dictionary look-up
+    async def check(
         principal: Annotated[Principal, Depends(get_principal)], services: ServicesDep
     ) -> Principal:
         if not principal.system:

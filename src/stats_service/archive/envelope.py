@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,7 +49,7 @@ class Envelope:
                 "body": text,
             }
         )
-        return zstandard.ZstdCompressor(level=level).compress(line + b"\n")
+        return _compressor(level).compress(line + b"\n")
 
     @classmethod
     def from_line(cls, line: bytes) -> Envelope:
@@ -64,6 +65,18 @@ class Envelope:
             body=body,
             idempotency_key=doc.get("idempotency_key"),
         )
+
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """One compressor per thread and level (a compressor is not thread-safe)."""
+    cache: dict[int, zstandard.ZstdCompressor] = _local.__dict__.setdefault("by_level", {})
+    found = cache.get(level)
+    if found is None:
+        found = cache[level] = zstandard.ZstdCompressor(level=level)
+    return found
 
 
 def archive_key(tenant: str, received_at: datetime, batch_id: str) -> str:

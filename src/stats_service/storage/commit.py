@@ -251,17 +251,31 @@ def _update_last_values(
 
 
 def _touch_devices(con: duckdb.DuckDBPyConnection, items: list[WriteItem], now: datetime) -> None:
+    """Create devices seen for the first time and move `last_seen` forward, in one statement."""
     seen: dict[tuple[int, str], datetime] = {}
     for item in items:
         for device in item.batch.devices:
             key = (item.batch.tenant_id, device)
             seen[key] = max(seen.get(key, item.received_at), item.received_at)
-    if seen:
-        con.executemany(
-            "INSERT INTO devices VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE "
-            "SET last_seen = greatest(devices.last_seen, excluded.last_seen)",
-            [(t, d, at, at) for (t, d), at in seen.items()],
+    if not seen:
+        return
+    at = pa.array(list(seen.values()), pa.timestamp("us"))
+    table = pa.table(
+        {
+            "tenant_id": pa.array([t for t, _ in seen], pa.int32()),
+            "name": pa.array([d for _, d in seen], pa.string()),
+            "first_seen": at,
+            "last_seen": at,
+        }
+    )
+    con.register("seen_devices", table)
+    try:
+        con.execute(
+            "INSERT INTO devices SELECT * FROM seen_devices ON CONFLICT (tenant_id, name) "
+            "DO UPDATE SET last_seen = greatest(devices.last_seen, excluded.last_seen)"
         )
+    finally:
+        con.unregister("seen_devices")
 
 
 def _save_idempotency(

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from ... import __version__
 from ...errors import Forbidden
-from ..deps import ServicesDep, get_principal
+from ..deps import ServicesDep, principal_of
 from ..problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["operations"])
@@ -56,7 +56,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
 def metrics(request: Request, services: ServicesDep) -> Response:
     """Prometheus text exposition of this instance's metrics."""
     if not services.settings.metrics_public:
-        principal = get_principal(request, services)
+        principal = principal_of(request, services)
         if not principal.superuser:
             raise Forbidden("/metrics shows every tenant: an admin key of `default` is needed")
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
