@@ -631,10 +631,16 @@ def thread_table(before: dict[int, float], after: dict[int, float], names: dict[
     return sorted(((k, v / wall) for k, v in groups.items()), key=lambda kv: -kv[1])
 
 
+def metrics_text(url: str) -> str:
+    """The server's /metrics (with the admin key, in case STATS_METRICS_PUBLIC=false)."""
+    req = urllib.request.Request(url + "/metrics", headers={"X-API-Key": ADMIN_KEY})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(resp.read().decode())
+
+
 def scrape_metrics(url: str) -> dict[str, float]:
     """The un-labelled samples (and label-summed counters) of the server's /metrics."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    text = metrics_text(url)
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -649,8 +655,7 @@ def scrape_metrics(url: str) -> dict[str, float]:
 def route_seconds(url: str, route: str) -> tuple[float, float]:
     """(count, seconds) of the server's request-duration histogram for one route (all
     methods and statuses): the time measured inside the server by its middleware."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    text = metrics_text(url)
     count = total = 0.0
     needle = f'route="{route}"'
     for line in text.splitlines():
