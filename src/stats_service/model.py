@@ -103,15 +103,6 @@ class Batch:
     def devices(self) -> set[str]:
         return {d for m in self.series.values() if (d := m.key.device) is not None}
 
-    @classmethod
-    def empty(cls, tenant_id: int) -> Batch:
-        return cls(
-            tenant_id,
-            np.empty(0, np.int64),
-            np.empty(0, np.int64),
-            np.empty(0, np.float64),
-        )
-
 
 @dataclass(slots=True)
 class WriteItem:

@@ -56,7 +56,6 @@ def _role(role: Role) -> object:
     return check
 
 
-AnyPrincipal = Annotated[Principal, Depends(get_principal)]
 IngestPrincipal = Annotated[Principal, Depends(_role(Role.INGEST))]
 ReadPrincipal = Annotated[Principal, Depends(_role(Role.READ))]
 AdminPrincipal = Annotated[Principal, Depends(_role(Role.ADMIN))]
