@@ -21,29 +21,41 @@ from . import __version__
 from .api import errors
 from .api.middleware import RequestMetrics
 from .api.problems import Problem
-from .api.routers import admin, health, ingest
+from .api.routers import (
+    admin,
+    devices,
+    export,
+    health,
+    influx,
+    ingest,
+    prometheus,
+    series,
+    stats,
+    thingsboard,
+    usage,
+)
 from .config import Settings
 from .jobs.retention import apply_retention
 from .jobs.scheduler import Job, Scheduler
+from .listeners import build_listeners
 from .logs import configure as configure_logs
 from .services import Services
 
 log = structlog.get_logger(__name__)
 
-ROUTERS = (health, ingest, admin)
-
-
-def _optional_routers() -> list[Any]:
-    """Read routers, present once their modules exist."""
-    import importlib
-
-    found = []
-    for name in ("devices", "series", "stats", "export", "usage"):
-        try:
-            found.append(importlib.import_module(f"stats_service.api.routers.{name}"))
-        except ModuleNotFoundError:
-            continue
-    return found
+ROUTERS = (
+    health,
+    ingest,
+    influx,
+    prometheus,
+    thingsboard,
+    admin,
+    devices,
+    series,
+    stats,
+    export,
+    usage,
+)
 
 
 def create_app(
@@ -80,10 +92,27 @@ def create_app(
             ]
         )
         scheduler.start()
+        listeners = build_listeners(services)
+        started = []
+        try:
+            for listener in listeners:
+                await listener.start()
+                started.append(listener)
+        except BaseException:
+            for listener in reversed(started):
+                await listener.stop()
+            await scheduler.stop()
+            services.stop()
+            raise
         log.info("started", data_dir=str(settings.data_dir), version=__version__)
         try:
             yield
         finally:
+            for listener in reversed(started):
+                try:
+                    await listener.stop()
+                except Exception:
+                    log.exception("listener_stop_failed", listener=listener.name)
             await scheduler.stop()
             services.stop()
             if on_stopped is not None:
@@ -97,7 +126,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (*ROUTERS, *_optional_routers()):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     metrics_holder = _LazyMetrics(app)

@@ -73,18 +73,25 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")] = "default",
     role: Annotated[str, typer.Option(help="ingest, read or admin.")] = "read",
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Make a device token: an ingest key that writes only as this device."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print only the key itself on stdout."""
     settings = _settings(data_dir=data_dir)
     client = ServerClient.find(settings)
+    if device is not None and role == "read":
+        role = "ingest"  # the default role does not apply to device tokens
     try:
         if client is not None:
-            body = client.post("/v1/admin/keys", {"tenant": tenant, "role": role, "name": name})
+            payload = {"tenant": tenant, "role": role, "name": name, "device": device}
+            body = client.post("/v1/admin/keys", payload)
             typer.echo(body["key"])
             return
         with local_services(settings) as services:
-            _, raw = services.auth.create_key(tenant, role, name)
+            _, raw = services.auth.create_key(tenant, role, name, device)
             typer.echo(raw)
     except ServiceError as exc:
         _fail(exc.detail)

@@ -105,6 +105,51 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Seconds between two readings of a demo board."
     )
 
+    # -- InfluxDB line protocol (docs/protocols/influxdb.md) ---------------------------
+    influx_auto_create: bool = Field(
+        True,
+        description="Create an InfluxDB database/bucket name on its first write; when false, "
+        "writes to an unknown name get 404 `database not found`.",
+    )
+
+    # -- StatsD (docs/protocols/statsd.md) ---------------------------------------------
+    statsd_enabled: bool = Field(False, description="Run the StatsD UDP listener.")
+    statsd_host: str = Field("127.0.0.1", description="Address of the StatsD UDP listener.")
+    statsd_port: int = Field(8125, ge=0, le=65535, description="UDP port of StatsD.")
+    statsd_flush_s: float = Field(
+        10.0, gt=0, description="Seconds between two StatsD flushes into series."
+    )
+    statsd_tenant: str = Field("default", description="Tenant that StatsD metrics go to.")
+
+    # -- MQTT subscriber (docs/protocols/mqtt.md) --------------------------------------
+    mqtt_config: Path | None = Field(
+        None,
+        description="TOML file with MQTT brokers and topic rules; see docs/protocols/mqtt.md.",
+    )
+    mqtt_url: str | None = Field(
+        None,
+        description="One broker to subscribe to without a config file, e.g. "
+        "mqtt://user:pass@127.0.0.1:1883 or mqtts://... (uses `mqtt_presets`).",
+    )
+    mqtt_presets: str = Field(
+        "stats,tasmota,esphome,homeassistant_statestream,homeassistant_discovery,thingsboard",
+        description="Built-in topic rules used with `mqtt_url`, comma-separated.",
+    )
+    mqtt_tenant: str = Field("default", description="Tenant that `mqtt_url` messages go to.")
+
+    # -- Home Assistant WebSocket (docs/protocols/homeassistant.md) --------------------
+    homeassistant_url: str | None = Field(
+        None,
+        description="Home Assistant base URL (http://homeassistant.local:8123) to follow "
+        "`state_changed` events over its WebSocket API.",
+    )
+    homeassistant_token: str | None = Field(
+        None, description="Long-lived access token of the Home Assistant user."
+    )
+    homeassistant_tenant: str = Field(
+        "default", description="Tenant that Home Assistant states go to."
+    )
+
     @field_validator("admin_key")
     @classmethod
     def _admin_key_strong(cls, value: str | None) -> str | None:

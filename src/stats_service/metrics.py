@@ -25,13 +25,13 @@ class ServiceMetrics(WriterMetrics):
         )
         self.rejected = Counter(
             "stats_ingest_rejected",
-            "Requests refused, by protocol, tenant and reason.",
+            "Requests refused (or partly written: reason=partial), by protocol, tenant, reason.",
             ["protocol", "tenant", "reason"],
             registry=r,
         )
         self.rejected_points = Counter(
             "stats_ingest_rejected_points",
-            "Points in refused requests, by protocol and tenant.",
+            "Points, lines or messages refused or skipped, by protocol and tenant.",
             ["protocol", "tenant"],
             registry=r,
         )

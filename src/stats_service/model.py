@@ -11,6 +11,8 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from .errors import FieldError
+
 DEVICE_TAG = "device"
 
 Int64Array = npt.NDArray[np.int64]
@@ -32,6 +34,7 @@ class Principal:
     role: Role
     key_id: str | None = None
     system: bool = False
+    device: str | None = None  # a device key (device token) writes only as this device
 
     def may(self, needed: Role) -> bool:
         if self.role is Role.ADMIN:
@@ -84,10 +87,23 @@ class SeriesMeta:
 
 
 @dataclass(slots=True)
+class States:
+    """Text values (states such as "on", "heat", firmware strings): parallel columns."""
+
+    series_id: Int64Array
+    ts: Int64Array
+    text: list[str]
+
+    def __len__(self) -> int:
+        return int(self.series_id.shape[0])
+
+
+@dataclass(slots=True)
 class Batch:
     """Columnar points of one tenant plus the series they mention.
 
-    `series_id`, `ts` (UTC microseconds) and `value` are parallel arrays.
+    `series_id`, `ts` (UTC microseconds) and `value` are parallel arrays; text values
+    (states) are in `states`. `dropped` lists what a lenient parser skipped.
     """
 
     tenant_id: int
@@ -95,8 +111,15 @@ class Batch:
     ts: Int64Array
     value: Float64Array
     series: dict[int, SeriesMeta] = field(default_factory=dict)
+    states: States | None = None
+    dropped: list[FieldError] = field(default_factory=list)  # the first ones, for messages
+    dropped_count: int = 0  # all of them
 
     def __len__(self) -> int:
+        return int(self.series_id.shape[0]) + (len(self.states) if self.states else 0)
+
+    @property
+    def numeric(self) -> int:
         return int(self.series_id.shape[0])
 
     @property

@@ -66,7 +66,9 @@ class AuthService:
         record, tenant, _ = found
         if record.revoked:
             raise Unauthorized("this API key has been revoked")
-        principal = Principal(tenant.id, tenant.name, Role(record.role), record.id)
+        principal = Principal(
+            tenant.id, tenant.name, Role(record.role), record.id, device=record.device
+        )
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -98,18 +100,41 @@ class AuthService:
             raise NotFound(f"tenant {name!r} does not exist")
         return tenant
 
+    def principal_for(self, tenant_name: str, role: Role = Role.INGEST) -> Principal:
+        """A principal acting for a tenant: what a configured listener (MQTT, StatsD, Home
+        Assistant) writes as."""
+        tenant = self.tenant(tenant_name)
+        return Principal(tenant.id, tenant.name, role, system=True)
+
+    def anonymous_writer(self, tenant_name: str | None) -> Principal | None:
+        """The principal of a keyless write to a tenant that allows anonymous writes: the
+        tenant named `tenant_name` when there is one, else `default`; None when refused."""
+        tenant = self._store.get_tenant(tenant_name) if tenant_name else None
+        tenant = tenant or self._store.get_tenant(DEFAULT_TENANT)
+        if tenant is None or not tenant.anonymous_write:
+            return None
+        return Principal(tenant.id, tenant.name, Role.INGEST, key_id="anonymous")
+
     def create_key(
-        self, tenant_name: str, role: str, name: str | None = None
+        self,
+        tenant_name: str,
+        role: str,
+        name: str | None = None,
+        device: str | None = None,
     ) -> tuple[ApiKeyRecord, str]:
         try:
             parsed = Role(role)
         except ValueError:
             raise BadRequest(f"role must be one of ingest, read, admin (got {role!r})") from None
+        if device is not None and parsed is not Role.INGEST:
+            raise BadRequest("a device key (with `device`) must have role 'ingest'")
         raw = new_key()
-        record = self._add_key(self.tenant(tenant_name), parsed, raw, name)
+        record = self._add_key(self.tenant(tenant_name), parsed, raw, name, device)
         return record, raw
 
-    def _add_key(self, tenant: Tenant, role: Role, raw: str, name: str | None) -> ApiKeyRecord:
+    def _add_key(
+        self, tenant: Tenant, role: Role, raw: str, name: str | None, device: str | None = None
+    ) -> ApiKeyRecord:
         record = ApiKeyRecord(
             id=new_key_id(),
             tenant_id=tenant.id,
@@ -118,6 +143,7 @@ class AuthService:
             prefix=display_prefix(raw),
             name=name,
             created_at=datetime.now(UTC).replace(tzinfo=None),
+            device=device,
         )
         self._store.add_key(record, hash_key(raw))
         return record

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import orjson
@@ -24,6 +24,8 @@ from ..config import Settings
 from ..errors import (
     BadRequest,
     Conflict,
+    FieldError,
+    Forbidden,
     LimitExceeded,
     PayloadTooLarge,
     ServiceError,
@@ -48,6 +50,9 @@ TENANT_TTL_S = 5.0
 class IngestResult:
     body: dict[str, object]
     replayed: bool
+    points: int = 0
+    dropped: list[FieldError] = field(default_factory=list)  # the first lines skipped
+    dropped_count: int = 0  # every line or message skipped (lenient formats)
 
 
 def new_batch_id(now_us: int) -> str:
@@ -97,14 +102,17 @@ class Pipeline:
         idempotency_key: str | None = None,
     ) -> IngestResult:
         params = params or {}
+        if principal.device is not None:
+            params = {**params, "device": principal.device}
         tenant = self._tenant(principal.tenant_id)
         try:
             return await self._ingest(tenant, protocol, body, params, idempotency_key)
         except ServiceError as exc:
-            self._usage.rejected(tenant.id, 1)
+            refused = max(1, len(exc.errors))
+            self._usage.rejected(tenant.id, refused)
             reason = type(exc).__name__
             self._metrics.rejected.labels(protocol, tenant.name, reason).inc()
-            self._metrics.rejected_points.labels(protocol, tenant.name).inc()
+            self._metrics.rejected_points.labels(protocol, tenant.name).inc(refused)
             log.info(
                 "ingest_rejected",
                 tenant_id=tenant.id,
@@ -177,6 +185,9 @@ class Pipeline:
             batch, frame = await anyio.to_thread.run_sync(self._prepare, envelope, now_us)
         else:
             batch, frame = self._prepare(envelope, now_us)
+        self._check_device(params.get("device"), batch)
+        if not len(batch):  # e.g. only comments: nothing to write, nothing to refuse
+            return IngestResult({"batch_id": batch_id, "points": 0}, replayed=False)
         reserved = self._check_limits(tenant, batch)
         response: dict[str, object] = {"batch_id": batch_id, "points": len(batch)}
         item = WriteItem(
@@ -201,7 +212,50 @@ class Pipeline:
         self._metrics.points.labels(protocol, tenant.name).inc(len(batch))
         self._metrics.batches.labels(protocol, tenant.name).inc()
         log.debug("ingest_committed", batch_id=batch_id, tenant_id=tenant.id, points=len(batch))
-        return IngestResult(response, replayed=False)
+        if batch.dropped_count:
+            self._count_dropped(tenant, protocol, batch_id, batch)
+        return IngestResult(
+            response,
+            replayed=False,
+            points=len(batch),
+            dropped=batch.dropped,
+            dropped_count=batch.dropped_count,
+        )
+
+    def _count_dropped(self, tenant: Tenant, protocol: str, batch_id: str, batch: Batch) -> None:
+        """Lines or messages a lenient format skipped while the rest was written."""
+        self._usage.rejected(tenant.id, batch.dropped_count)
+        self._metrics.rejected.labels(protocol, tenant.name, "partial").inc()
+        self._metrics.rejected_points.labels(protocol, tenant.name).inc(batch.dropped_count)
+        for error in batch.dropped[:10]:
+            log.info(
+                "ingest_dropped",
+                tenant_id=tenant.id,
+                protocol=protocol,
+                batch_id=batch_id,
+                loc=error.loc,
+                reason=error.msg[:300],
+            )
+        if batch.dropped_count > 10:
+            log.info(
+                "ingest_dropped_more",
+                tenant_id=tenant.id,
+                protocol=protocol,
+                batch_id=batch_id,
+                count=batch.dropped_count - 10,
+            )
+
+    @staticmethod
+    def _check_device(device: str | None, batch: Batch) -> None:
+        """A device key (device token) may write only its own device's series."""
+        if device is None:
+            return
+        for meta in batch.series.values():
+            if meta.key.device != device:
+                raise Forbidden(
+                    f"this key is the device token of {device!r}; it may not write series "
+                    f"of {meta.key.device or 'no device'!r}"
+                )
 
     def _prepare(self, envelope: Envelope, now_us: int) -> tuple[Batch, bytes | None]:
         batch = self.parse(envelope, now_us)
@@ -224,6 +278,7 @@ class Pipeline:
             max_future_us=now_us + int(self._settings.future_skew_s * 1_000_000),
             precision=precision,
             params=params,
+            device=params.get("device"),
         )
         return parser(envelope.body, ctx)
 

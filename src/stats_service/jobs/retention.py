@@ -24,8 +24,13 @@ def apply_retention(
                 "DELETE FROM points WHERE ts < ? AND series_id IN "
                 "(SELECT id FROM series WHERE tenant_id = ?)",
                 [cutoff, tenant.id],
-            ).fetchone()
-        count = int(row[0]) if row else 0
+            ).fetchall()
+            states = con.execute(
+                "DELETE FROM states WHERE ts < ? AND series_id IN "
+                "(SELECT id FROM series WHERE tenant_id = ?)",
+                [cutoff, tenant.id],
+            ).fetchall()
+        count = (int(row[0][0]) if row else 0) + (int(states[0][0]) if states else 0)
         deleted[tenant.name] = count
         if count:
             metrics.retention_deleted.labels(tenant.name).inc(count)

@@ -48,9 +48,12 @@ def commit_group(
         fresh.append(i)
 
     _upsert_series(con, [items[i].batch for i in fresh], now)
-    _write_points(con, [items[i].batch for i in fresh if not items[i].only_missing], replace=True)
+    replacing = [items[i].batch for i in fresh if not items[i].only_missing]
+    _write_points(con, replacing, replace=True)
+    _write_states(con, replacing, replace=True)
     written = {
         i: _write_points(con, [items[i].batch], replace=False)
+        + _write_states(con, [items[i].batch], replace=False)
         for i in fresh
         if items[i].only_missing
     }
@@ -139,8 +142,71 @@ def _dedupe_sorted(
     return sid, ts, value
 
 
+def _write_states(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, replace: bool) -> int:
+    """Text values: the same last-write-wins rule as numbers, in their own table."""
+    parts = [b.states for b in batches if b.states is not None and len(b.states)]
+    if not parts:
+        return 0
+    text = np.array([t for p in parts for t in p.text], dtype=object)
+    sid, ts, value = _dedupe_sorted(
+        np.concatenate([p.series_id for p in parts]),
+        np.concatenate([p.ts for p in parts]),
+        text,
+    )
+    table = pa.table(
+        {
+            "series_id": pa.array(sid, pa.int64()),
+            "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(value.tolist(), pa.string()),
+        }
+    )
+    bounds = [int(ts.min()), int(ts.max())]
+    con.register("incoming_states", table)
+    try:
+        if replace:
+            con.execute(
+                "DELETE FROM states s USING incoming_states i WHERE "
+                "s.ts BETWEEN make_timestamp(?) AND make_timestamp(?) "
+                "AND s.series_id = i.series_id AND s.ts = i.ts",
+                bounds,
+            )
+            con.execute("INSERT INTO states SELECT series_id, ts, value FROM incoming_states")
+            written = len(sid)
+        else:
+            row = con.execute(
+                "INSERT INTO states SELECT i.series_id, i.ts, i.value FROM incoming_states i "
+                "WHERE NOT EXISTS (SELECT 1 FROM states s WHERE "
+                "s.ts BETWEEN make_timestamp(?) AND make_timestamp(?) "
+                "AND s.series_id = i.series_id AND s.ts = i.ts)",
+                bounds,
+            ).fetchall()
+            written = int(row[0][0]) if row else 0
+        last = np.ones(sid.size, dtype=bool)
+        last[:-1] = sid[1:] != sid[:-1]
+        newest = pa.table(
+            {
+                "id": pa.array(sid[last], pa.int64()),
+                "ts": pa.array(ts[last], pa.int64()).cast(pa.timestamp("us")),
+                "value": pa.array(value[last].tolist(), pa.string()),
+            }
+        )
+        newer = ">=" if replace else ">"
+        con.register("incoming_last_states", newest)
+        try:
+            con.execute(
+                "UPDATE series SET last_state_ts = l.ts, last_state = l.value "
+                "FROM incoming_last_states l WHERE series.id = l.id AND "
+                f"(series.last_state_ts IS NULL OR l.ts {newer} series.last_state_ts)"
+            )
+        finally:
+            con.unregister("incoming_last_states")
+    finally:
+        con.unregister("incoming_states")
+    return written
+
+
 def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, replace: bool) -> int:
-    batches = [b for b in batches if len(b)]
+    batches = [b for b in batches if b.numeric]
     if not batches:
         return 0
     sid, ts, value = _dedupe_sorted(

@@ -122,14 +122,15 @@ class EmbeddedStore:
             if con.execute("SELECT 1 FROM tenants WHERE name = ?", [name]).fetchone():
                 raise Conflict(f"tenant {name!r} already exists")
             row = con.execute(
-                "INSERT INTO tenants VALUES (nextval('tenant_ids'), ?, ?, ?, ?, ?) RETURNING *",
+                "INSERT INTO tenants (id, name, created_at, retention_days, max_series, "
+                "max_batch_points) VALUES (nextval('tenant_ids'), ?, ?, ?, ?, ?) RETURNING *",
                 [name, utcnow(), retention_days, max_series, max_batch_points],
             ).fetchone()
         assert row is not None
         return Tenant.from_row(row)
 
-    def update_tenant(self, name: str, **changes: int) -> Tenant:
-        allowed = {"retention_days", "max_series", "max_batch_points"}
+    def update_tenant(self, name: str, **changes: int | bool) -> Tenant:
+        allowed = {"retention_days", "max_series", "max_batch_points", "anonymous_write"}
         sets = [k for k in changes if k in allowed]
         with self.transaction() as con:
             if sets:
@@ -162,7 +163,8 @@ class EmbeddedStore:
     def add_key(self, record: ApiKeyRecord, key_hash: str) -> None:
         with self.transaction() as con:
             con.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO api_keys (id, tenant_id, role, key_hash, prefix, name, created_at, "
+                "device) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     record.id,
                     record.tenant_id,
@@ -171,6 +173,7 @@ class EmbeddedStore:
                     record.prefix,
                     record.name,
                     record.created_at,
+                    record.device,
                 ],
             )
 
@@ -249,6 +252,30 @@ class EmbeddedStore:
                 [ids],
             ).fetchall()
         return {int(r[0]): str(r[1]) for r in rows}
+
+    def ensure_database(self, tenant_id: int, name: str, *, create: bool) -> bool:
+        """Whether the tenant has the named (InfluxDB) database; creates it when asked."""
+        with self.reader() as cur:
+            found = cur.execute(
+                "SELECT 1 FROM databases WHERE tenant_id = ? AND name = ?", [tenant_id, name]
+            ).fetchall()
+        if found:
+            return True
+        if not create:
+            return False
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO databases VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [tenant_id, name, utcnow()],
+            )
+        return True
+
+    def list_databases(self, tenant_id: int) -> list[str]:
+        with self.reader() as cur:
+            rows = cur.execute(
+                "SELECT name FROM databases WHERE tenant_id = ? ORDER BY name", [tenant_id]
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def idempotent_response(self, batch_id: str) -> tuple[str, str] | None:
         """(body hash, stored response JSON) of an already committed keyed batch."""

@@ -15,18 +15,22 @@ class Tenant:
     retention_days: int
     max_series: int
     max_batch_points: int
+    anonymous_write: bool = False  # InfluxDB-style writes without a key land here
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Tenant:
-        return cls(int(row[0]), str(row[1]), row[2], int(row[3]), int(row[4]), int(row[5]))
+        return cls(
+            int(row[0]), str(row[1]), row[2], int(row[3]), int(row[4]), int(row[5]), bool(row[6])
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
     COLUMNS: ClassVar[str] = (
-        "k.id, k.tenant_id, t.name, k.role, k.prefix, k.name, k.created_at, k.revoked_at"
+        "k.id, k.tenant_id, t.name, k.role, k.prefix, k.name, k.created_at, k.revoked_at, "
+        "k.device"
     )
-    NCOLS: ClassVar[int] = 8
+    NCOLS: ClassVar[int] = 9
 
     id: str
     tenant_id: int
@@ -36,11 +40,20 @@ class ApiKeyRecord:
     name: str | None
     created_at: datetime
     revoked_at: datetime | None = None
+    device: str | None = None  # a device key (device token) writes only as this device
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ApiKeyRecord:
         return cls(
-            str(row[0]), int(row[1]), str(row[2]), str(row[3]), str(row[4]), row[5], row[6], row[7]
+            str(row[0]),
+            int(row[1]),
+            str(row[2]),
+            str(row[3]),
+            str(row[4]),
+            row[5],
+            row[6],
+            row[7],
+            row[8],
         )
 
     @property

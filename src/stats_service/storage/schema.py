@@ -67,4 +67,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, day)
     );
     """,
+    # 2: text values (states), device keys, anonymous writes, named databases (InfluxDB)
+    """
+    CREATE TABLE IF NOT EXISTS states (
+        series_id BIGINT NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        value VARCHAR NOT NULL
+    );
+    ALTER TABLE series ADD COLUMN IF NOT EXISTS last_state_ts TIMESTAMP;
+    ALTER TABLE series ADD COLUMN IF NOT EXISTS last_state VARCHAR;
+    ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS device VARCHAR;
+    ALTER TABLE tenants ADD COLUMN IF NOT EXISTS anonymous_write BOOLEAN DEFAULT false;
+    CREATE TABLE IF NOT EXISTS databases (
+        tenant_id INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+    );
+    """,
 )

@@ -299,7 +299,9 @@ def test_key_listing_never_contains_secrets(client: TestClient, admin: dict[str,
     response = client.get("/v1/admin/keys", headers=admin)
     assert response.status_code == 200
     for key in response.json():
-        assert set(key) == {"id", "tenant", "role", "prefix", "name", "created_at", "revoked_at"}
+        assert set(key) == {
+                "id", "tenant", "role", "prefix", "name", "created_at", "revoked_at", "device"
+            }
     for secret in [*raw, ADMIN_KEY]:
         assert secret not in response.text
         assert hashlib.sha256(secret.encode()).hexdigest() not in response.text

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, model_validator
 
 from ...errors import Forbidden
+from ...ingest.protocols.json_v1 import DEVICE_RE
 from ...ingest.replay import replay
 from ...model import Principal, Role
 from ...storage.records import ApiKeyRecord, Tenant
@@ -19,6 +20,7 @@ from ..problems import PROBLEM_RESPONSES
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=PROBLEM_RESPONSES)
 TENANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_LIMIT = 2**31 - 1
+DEVICE_PATTERN = DEVICE_RE.pattern
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -35,6 +37,11 @@ class TenantPatch(BaseModel):
     retention_days: int | None = Field(None, ge=1, le=36500)
     max_series: int | None = Field(None, ge=1, le=MAX_LIMIT)
     max_batch_points: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    anonymous_write: bool | None = Field(
+        None,
+        description="Accept InfluxDB-style writes without a key (or with any unknown "
+        "credentials, such as Home Assistant's default root:root) into this tenant.",
+    )
 
 
 class TenantOut(BaseModel):
@@ -44,6 +51,7 @@ class TenantOut(BaseModel):
     retention_days: int
     max_series: int
     max_batch_points: int
+    anonymous_write: bool
 
     @classmethod
     def of(cls, t: Tenant) -> TenantOut:
@@ -54,6 +62,7 @@ class TenantOut(BaseModel):
             retention_days=t.retention_days,
             max_series=t.max_series,
             max_batch_points=t.max_batch_points,
+            anonymous_write=t.anonymous_write,
         )
 
 
@@ -61,6 +70,12 @@ class KeyIn(BaseModel):
     tenant: str | None = Field(None, description="Defaults to the caller's tenant.")
     role: Role
     name: str | None = Field(None, max_length=200)
+    device: str | None = Field(
+        None,
+        pattern=DEVICE_PATTERN,
+        description="Makes a device key (device token): role ingest, writes only as this "
+        "device, usable in the URL of `POST /api/v1/{token}/telemetry`.",
+    )
 
 
 class KeyOut(BaseModel):
@@ -71,6 +86,7 @@ class KeyOut(BaseModel):
     name: str | None
     created_at: datetime
     revoked_at: datetime | None
+    device: str | None = None
 
     @classmethod
     def of(cls, r: ApiKeyRecord) -> KeyOut:
@@ -82,6 +98,7 @@ class KeyOut(BaseModel):
             name=r.name,
             created_at=r.created_at.replace(tzinfo=UTC),
             revoked_at=_utc(r.revoked_at),
+            device=r.device,
         )
 
 
@@ -148,7 +165,9 @@ def update_tenant(
 @router.post("/keys", status_code=201, response_model=KeyCreated)
 def create_key(body: KeyIn, principal: AdminPrincipal, services: ServicesDep) -> KeyCreated:
     """Create an API key; its secret is in this answer only."""
-    record, raw = services.auth.create_key(_scope(principal, body.tenant), body.role, body.name)
+    record, raw = services.auth.create_key(
+        _scope(principal, body.tenant), body.role, body.name, body.device
+    )
     return KeyCreated(**KeyOut.of(record).model_dump(), key=raw)
 
 
