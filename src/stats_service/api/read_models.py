@@ -36,6 +36,10 @@ class SeriesOut(BaseModel):
     created_at: Time | None
     last_ts: Time | None = Field(description="Time of the latest point.")
     last_value: float | None = Field(description="Value of the latest point.")
+    last_state_ts: Time | None = Field(
+        None, description="Time of the latest text value (state), if the series has any."
+    )
+    last_state: str | None = Field(None, description="The latest text value (state).")
 
 
 class SeriesPage(BaseModel):
@@ -75,6 +79,13 @@ class PointsOut(Span):
     t: list[Time] = Field(description="Point times, ascending.")
     value: list[float | None]
     next_cursor: str | None = Field(description="Pass as `cursor` for the points after these.")
+
+
+class StatesOut(Span):
+    series_id: SeriesId
+    t: list[Time] = Field(description="Times of the text values, ascending.")
+    text: list[str] = Field(description="Text values (states such as `on` or `heat`).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the values after these.")
 
 
 class AggregateOut(Span):

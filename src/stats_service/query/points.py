@@ -49,3 +49,37 @@ def read_points(
         "value": values(numbers),
         "next_cursor": encode_cursor(int(stamps[-1])) if more else None,
     }
+
+
+_STATES_SQL = """
+SELECT epoch_us(ts) AS t, value FROM states
+WHERE series_id = ? AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
+ORDER BY ts LIMIT ?
+"""
+
+
+def read_states(
+    cur: duckdb.DuckDBPyConnection,
+    tenant_id: int,
+    sid: int,
+    span: TimeRange,
+    limit: int = DEFAULT_LIMIT,
+    after_us: int | None = None,
+) -> dict[str, Any]:
+    """Text values (states) of a series, paged like `read_points`."""
+    get_series(cur, tenant_id, sid)
+    start = span.from_us if after_us is None else max(span.from_us, after_us + 1)
+    rows: list[tuple[int, str]] = []
+    if start < span.to_us:
+        rows = cur.execute(_STATES_SQL, [sid, start, span.to_us, limit + 1]).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    stamps = ints([r[0] for r in rows])
+    return {
+        "series_id": series_id(sid),
+        "from": times(ints([span.from_us]), micros=True)[0],
+        "to": times(ints([span.to_us]), micros=True)[0],
+        "t": times(stamps, micros=True),
+        "text": [str(r[1]) for r in rows],
+        "next_cursor": encode_cursor(int(stamps[-1])) if more else None,
+    }

@@ -19,7 +19,7 @@ from .params import MAX_SERIES_IDS, encode_cursor
 
 SERIES_COLUMNS = (
     "s.id, s.metric, s.device, s.tags, s.unit, epoch_us(s.created_at), epoch_us(s.last_ts), "
-    "s.last_value"
+    "s.last_value, epoch_us(s.last_state_ts), s.last_state"
 )
 TAG_PREFIX = "tag."
 # Ids of a list (parameter 2) that are series of the tenant (parameter 1).
@@ -36,11 +36,15 @@ class SeriesInfo:
     created_us: int
     last_us: int | None
     last_value: float | None
+    last_state_us: int | None = None
+    last_state: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> SeriesInfo:
         tags: dict[str, str] = json.loads(row[3])
-        return cls(int(row[0]), row[1], row[2], tags, row[4], int(row[5]), row[6], row[7])
+        return cls(
+            int(row[0]), row[1], row[2], tags, row[4], int(row[5]), row[6], row[7], row[8], row[9]
+        )
 
     @property
     def label(self) -> str:
@@ -61,6 +65,8 @@ class SeriesInfo:
             "created_at": time_or_none(self.created_us),
             "last_ts": time_or_none(self.last_us),
             "last_value": number(self.last_value),
+            "last_state_ts": time_or_none(self.last_state_us),
+            "last_state": self.last_state,
         }
 
 

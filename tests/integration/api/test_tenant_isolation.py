@@ -110,6 +110,22 @@ def points(w: World) -> None:
     assert _get(w, f"/v1/series/{w.a_series}/points", **{"from": "now-2d"})[0] == 404
 
 
+def states(w: World) -> None:
+    assert _get(w, f"/v1/series/{w.a_series}/states", **{"from": "now-2d"})[0] == 404
+
+
+def thingsboard(w: World) -> None:
+    made = w.client.post(
+        "/v1/admin/keys", json={"role": "ingest", "device": B_DEVICE}, headers=w.b
+    )
+    assert made.status_code == 201
+    before = w.a_points()
+    answer = w.client.post(f"/api/v1/{made.json()['key']}/telemetry", json={A_METRIC: -7.0})
+    assert answer.status_code == 200  # B's device token writes B's own device...
+    assert w.a_points() == before  # ...never A's
+    assert w.client.post("/api/v1/not-a-token/telemetry", json={"x": 1}).status_code == 404
+
+
 def aggregate(w: World) -> None:
     assert _get(w, f"/v1/series/{w.a_series}/aggregate", **{"from": "now-2d"})[0] == 404
 
@@ -206,6 +222,8 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/series/{series_id}"): one_series,
     ("GET", "/v1/series/{series_id}/points"): points,
     ("GET", "/v1/series/{series_id}/aggregate"): aggregate,
+    ("GET", "/v1/series/{series_id}/states"): states,
+    ("POST", "/api/v1/{device_token}/telemetry"): thingsboard,
     ("GET", "/v1/stats"): stats,
     ("GET", "/v1/export"): export,
     ("GET", "/v1/usage"): usage,

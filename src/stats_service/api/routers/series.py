@@ -23,7 +23,14 @@ from ...query.params import (
     time_range,
 )
 from ..deps import ReadPrincipal, ServicesDep
-from ..read_models import READ_PROBLEMS, AggregateOut, PointsOut, SeriesOut, SeriesPage
+from ..read_models import (
+    READ_PROBLEMS,
+    AggregateOut,
+    PointsOut,
+    SeriesOut,
+    SeriesPage,
+    StatesOut,
+)
 
 router = APIRouter(tags=["series"])
 
@@ -93,6 +100,25 @@ def get_points(
     after = decode_cursor("cursor", cursor)
     with services.store.reader() as cur:
         body = points.read_points(cur, principal.tenant_id, _sid(series_id), span, limit, after)
+    return _json(body)
+
+
+@router.get("/v1/series/{series_id}/states", response_model=StatesOut, responses=READ_PROBLEMS)
+def get_states(
+    series_id: SeriesIdPath,
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    from_: From = None,
+    to: To = None,
+    limit: Annotated[int, Query(ge=1, le=points.MAX_LIMIT)] = points.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+) -> Response:
+    """Text values (states such as `on`, `heat`, a firmware version) in [from, to), oldest
+    first. Numbers of the same series are under `/points`."""
+    span = time_range(from_, to, _now_us())
+    after = decode_cursor("cursor", cursor)
+    with services.store.reader() as cur:
+        body = points.read_states(cur, principal.tenant_id, _sid(series_id), span, limit, after)
     return _json(body)
 
 

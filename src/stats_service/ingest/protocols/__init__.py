@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import json_v1
+from . import json_v1, thingsboard
 from .base import ParseContext, Parser
 
 PARSERS: dict[str, Parser] = {
     "json": json_v1.parse,
+    "thingsboard": thingsboard.parse,
 }
 
 __all__ = ["PARSERS", "ParseContext", "Parser"]
