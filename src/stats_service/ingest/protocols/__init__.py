@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import json_v1, thingsboard
+from . import homeassistant, json_v1, thingsboard
 from .base import ParseContext, Parser
 
 PARSERS: dict[str, Parser] = {
     "json": json_v1.parse,
+    "homeassistant": homeassistant.parse,
     "thingsboard": thingsboard.parse,
 }
 
