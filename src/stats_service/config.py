@@ -120,6 +120,25 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds between two StatsD flushes into series."
     )
     statsd_tenant: str = Field("default", description="Tenant that StatsD metrics go to.")
+    statsd_percentiles: str = Field(
+        "50,90,95,99",
+        description="Percentiles of StatsD timers and histograms, comma-separated "
+        "(`99.9` becomes the series `<name>.p99_9`); empty for none.",
+    )
+    statsd_max_buffer_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=65536,
+        description="StatsD datagrams held in memory at most (received and not yet written); "
+        "datagrams above this are dropped and counted.",
+    )
+
+    @field_validator("statsd_percentiles")
+    @classmethod
+    def _statsd_percentiles_valid(cls, value: str) -> str:
+        from .ingest.protocols.statsd import parse_percentiles
+
+        parse_percentiles(value)  # a ValueError names the bad percentile
+        return value
 
     # -- MQTT subscriber (docs/protocols/mqtt.md) --------------------------------------
     mqtt_config: Path | None = Field(
