@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import homeassistant, json_v1, statsd, thingsboard
+from . import homeassistant, json_v1, prometheus_remote, statsd, thingsboard
 from .base import ParseContext, Parser
 
 PARSERS: dict[str, Parser] = {
@@ -10,6 +10,7 @@ PARSERS: dict[str, Parser] = {
     "homeassistant": homeassistant.parse,
     "thingsboard": thingsboard.parse,
     "statsd": statsd.parse,
+    "prometheus": prometheus_remote.parse,
 }
 
 __all__ = ["PARSERS", "ParseContext", "Parser"]
