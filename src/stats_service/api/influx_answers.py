@@ -69,9 +69,10 @@ def json_answer(body: Any, status: int = 200) -> JSONResponse:
 
 
 def header_safe(text: str) -> str:
-    """One header line: no line breaks, latin-1 only (what HTTP/1.1 can carry)."""
-    flat = " ".join(text.splitlines())[:HEADER_LIMIT]
-    return flat.encode("latin-1", "replace").decode("latin-1")
+    """One ASCII header line of at most HEADER_LIMIT characters (the JSON body carries the
+    exact text; characters beyond ASCII are escaped here as `\\xb0`, `\\u20ac`)."""
+    flat = " ".join(text.splitlines()).encode("ascii", "backslashreplace").decode("ascii")
+    return flat[:HEADER_LIMIT]
 
 
 def error(
