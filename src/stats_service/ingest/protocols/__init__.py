@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import homeassistant, json_v1, prometheus_remote, statsd, thingsboard
+from . import homeassistant, json_v1, mqtt, prometheus_remote, statsd, thingsboard
 from .base import ParseContext, Parser
 
 PARSERS: dict[str, Parser] = {
@@ -11,6 +11,7 @@ PARSERS: dict[str, Parser] = {
     "thingsboard": thingsboard.parse,
     "statsd": statsd.parse,
     "prometheus": prometheus_remote.parse,
+    "mqtt": mqtt.parse,
 }
 
 __all__ = ["PARSERS", "ParseContext", "Parser"]
