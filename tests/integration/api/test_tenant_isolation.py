@@ -164,6 +164,23 @@ def ingest(w: World) -> None:
     assert -1.0 not in first.json()["value"]
 
 
+def prometheus_write(w: World) -> None:
+    import cramjam
+
+    from stats_service.ingest.protocols.prometheus_remote import WriteRequest
+
+    before = w.a_points()
+    request = WriteRequest()
+    series = request.timeseries.add()
+    for name, value in (("__name__", A_METRIC), ("device", A_DEVICE)):
+        series.labels.add(name=name, value=value)
+    series.samples.add(value=-2.0, timestamp=(w.now - 60) * 1000)
+    body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+    answer = w.client.post("/api/v1/write", content=body, headers=w.b)
+    assert answer.status_code == 204, answer.text  # lands in B's own namespace...
+    assert w.a_points() == before  # ...and A's series is untouched
+
+
 def tenants(w: World) -> None:
     status, text = _get(w, "/v1/admin/tenants")
     assert status == 200 and [t["name"] for t in json.loads(text)] == ["other"]
@@ -215,6 +232,7 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/ready"): public,
     ("GET", "/metrics"): metrics,
     ("POST", "/v1/ingest"): ingest,
+    ("POST", "/api/v1/write"): prometheus_write,
     ("GET", "/v1/devices"): devices,
     ("GET", "/v1/devices/{device}"): device,
     ("GET", "/v1/devices/{device}/metrics"): device_metrics,
