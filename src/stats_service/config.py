@@ -168,6 +168,29 @@ class Settings(BaseSettings):
     homeassistant_tenant: str = Field(
         "default", description="Tenant that Home Assistant states go to."
     )
+    homeassistant_entities: str = Field(
+        "",
+        description="Entities to follow, comma-separated glob patterns such as "
+        "`sensor.*,climate.living_room`; empty follows every entity.",
+    )
+    homeassistant_backfill_max_h: float = Field(
+        24.0,
+        ge=0,
+        description="After a reconnect, fill the gap from Home Assistant's history, reaching "
+        "back at most this many hours (0: no backfill).",
+    )
+    homeassistant_ping_s: float = Field(
+        30.0, gt=0, description="Seconds between two pings; no pong by the next one reconnects."
+    )
+    homeassistant_reconnect_min_s: float = Field(
+        1.0, gt=0, description="First wait before reconnecting to Home Assistant (then doubled)."
+    )
+    homeassistant_reconnect_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between two reconnection attempts."
+    )
+    homeassistant_linger_ms: float = Field(
+        100.0, ge=0, description="Home Assistant events are grouped this long into one write."
+    )
 
     @field_validator("admin_key")
     @classmethod

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from golden import cases, context, describe, run_case
 
+from golden import cases, context, describe, run_case
 from stats_service.errors import BadRequest, ValidationFailed
 from stats_service.ingest.protocols import PARSERS
 from stats_service.ingest.protocols.homeassistant import parse
@@ -88,7 +88,11 @@ def test_nothing_readable_is_refused_with_the_reasons() -> None:
 
 
 def test_statistics_units_apply_wherever_the_metadata_stands() -> None:
-    rows = {"type": "result", "success": True, "result": {"sensor.e": [{"start": 1714550400000, "sum": 2}]}}
+    rows = {
+        "type": "result",
+        "success": True,
+        "result": {"sensor.e": [{"start": 1714550400000, "sum": 2}]},
+    }
     meta = {
         "type": "result",
         "success": True,

@@ -1,0 +1,244 @@
+"""Home Assistant end to end: the real app follows tests/fake_homeassistant.py over a real
+WebSocket, and the read API shows what arrived."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import ADMIN_KEY, make_settings, new_key, new_tenant
+from fake_homeassistant import FakeHomeAssistant
+from stats_service.app import create_app
+from stats_service.services import Services
+
+ADMIN = {"X-API-Key": ADMIN_KEY}
+TEMP = {"unit_of_measurement": "°C", "state_class": "measurement", "device_class": "temperature"}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 8.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeHomeAssistant]:
+    with FakeHomeAssistant() as server:
+        yield server
+
+
+def ha_settings(tmp_path: Path, fake: FakeHomeAssistant, **overrides: object) -> Any:
+    values: dict[str, object] = {
+        "homeassistant_url": fake.url,
+        "homeassistant_token": fake.token,
+        "homeassistant_linger_ms": 20.0,
+        "homeassistant_ping_s": 0.5,
+        "homeassistant_reconnect_min_s": 0.05,
+        "homeassistant_reconnect_max_s": 0.2,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, **values)
+
+
+@pytest.fixture
+def app(tmp_path: Path, fake: FakeHomeAssistant) -> Iterator[TestClient]:
+    with TestClient(create_app(ha_settings(tmp_path, fake))) as client:
+        yield client
+
+
+def services_of(client: TestClient) -> Services:
+    return client.app.state.services  # type: ignore[attr-defined,no-any-return]
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    value = services_of(client).metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def series(client: TestClient, device: str, name: str = "state") -> dict[str, Any] | None:
+    response = client.get("/v1/series", params={"device": device, "metric": name}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    return items[0] if items else None
+
+
+def values(client: TestClient, device: str, name: str = "state") -> list[float]:
+    found = series(client, device, name)
+    if found is None:
+        return []
+    response = client.get(
+        f"/v1/series/{found['id']}/points", params={"from": "now-30d"}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["value"])
+
+
+def texts(client: TestClient, device: str) -> list[str]:
+    found = series(client, device)
+    if found is None:
+        return []
+    response = client.get(
+        f"/v1/series/{found['id']}/states", params={"from": "now-30d"}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["text"])
+
+
+def connected(fake: FakeHomeAssistant, count: int = 1) -> None:
+    wait_for(lambda: fake.connections >= count and fake.subscribed() >= 1, what="a subscription")
+
+
+def test_numeric_and_text_states_arrive(app: TestClient, fake: FakeHomeAssistant) -> None:
+    connected(fake)
+    fake.set_state("sensor.living_room_temperature", "21.5", TEMP)
+    fake.set_state("sensor.living_room_temperature", "21.75", TEMP)
+    fake.set_state("switch.kettle", "on", {"friendly_name": "Kettle"})
+    fake.set_state("sensor.outdoor", "unavailable", {"unit_of_measurement": "°C"})
+    fake.set_state("climate.hall", "heat", {"current_temperature": 19.5, "temperature": 21})
+    wait_for(lambda: values(app, "sensor.living_room_temperature") == [21.5, 21.75], what="points")
+    assert series(app, "sensor.living_room_temperature")["unit"] == "°C"  # type: ignore[index]
+    assert wait_for(lambda: texts(app, "switch.kettle")) == ["on"]
+    assert wait_for(lambda: texts(app, "sensor.outdoor")) == ["unavailable"]
+    assert values(app, "sensor.outdoor") == []  # unavailable is no number
+    assert wait_for(lambda: texts(app, "climate.hall")) == ["heat"]
+    assert values(app, "climate.hall", "current_temperature") == [19.5]
+    assert values(app, "climate.hall", "temperature") == [21.0]
+    assert metric(app, "stats_homeassistant_events_total", outcome="written") == 5
+    state = "stats_homeassistant_connection_state"
+    assert metric(app, state, **{state: "connected"}) == 1
+    # the subscription asked for exactly state_changed, and the current states were read
+    kinds = [c["type"] for c in fake.commands]
+    assert kinds[:2] == ["subscribe_events", "get_states"]
+    assert fake.commands[0]["event_type"] == "state_changed"
+
+
+def test_current_states_are_written_on_connect(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    fake.set_state("sensor.energy", "1234.5", {"unit_of_measurement": "kWh"})
+    with TestClient(create_app(ha_settings(tmp_path, fake))) as client:
+        assert wait_for(lambda: values(client, "sensor.energy")) == [1234.5]
+
+
+def test_removed_entity_writes_nothing_and_is_counted(
+    app: TestClient, fake: FakeHomeAssistant
+) -> None:
+    connected(fake)
+    fake.set_state("sensor.gone", "4", {})
+    wait_for(lambda: values(app, "sensor.gone") == [4.0], what="the first point")
+    fake.remove("sensor.gone")
+    wait_for(lambda: metric(app, "stats_homeassistant_events_total", outcome="removed") == 1)
+    assert values(app, "sensor.gone") == [4.0]
+
+
+def test_bad_messages_are_counted_and_the_rest_written(
+    app: TestClient, fake: FakeHomeAssistant
+) -> None:
+    connected(fake)
+    fake.send_raw("this is not json")
+    fake.send_raw('{"type": "event"}')  # no id
+    sub_id = next(c["id"] for c in fake.commands if c["type"] == "subscribe_events")
+    bad = {
+        "id": sub_id,
+        "type": "event",
+        "event": {
+            "event_type": "state_changed",
+            "data": {"entity_id": "sensor.bad", "new_state": {"entity_id": "sensor.bad"}},
+        },
+    }
+    fake.send_raw(orjson.dumps(bad).decode())
+    fake.set_state("sensor.good", "1", {})
+    wait_for(lambda: values(app, "sensor.good") == [1.0], what="the good event")
+    wait_for(lambda: metric(app, "stats_homeassistant_events_total", outcome="invalid") == 2)
+    wait_for(lambda: metric(app, "stats_homeassistant_events_total", outcome="dropped") == 1)
+    assert series(app, "sensor.bad") is None
+
+
+def test_entity_filter(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake, homeassistant_entities="sensor.*, climate.hall")
+    with TestClient(create_app(settings)) as client:
+        connected(fake)
+        fake.set_state("switch.kettle", "on", {})
+        fake.set_state("sensor.t", "2", {})
+        wait_for(lambda: values(client, "sensor.t") == [2.0], what="the wanted sensor")
+        assert metric(client, "stats_homeassistant_events_total", outcome="filtered") == 1
+        assert series(client, "switch.kettle") is None
+
+
+def test_auth_invalid_stops_retrying(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake, homeassistant_token="wrong-token")
+    with TestClient(create_app(settings)) as client:
+        state = "stats_homeassistant_connection_state"
+        wait_for(lambda: metric(client, state, **{state: "auth_invalid"}) == 1, what="the gauge")
+        time.sleep(0.5)  # several backoff periods: no second attempt may come
+        assert fake.auth_attempts == 1
+        assert fake.connections == 0
+        assert client.get("/v1/health").status_code == 200
+
+
+def test_reconnect_backfills_the_gap(app: TestClient, fake: FakeHomeAssistant) -> None:
+    connected(fake)
+    fake.set_state("sensor.t", "20", TEMP)
+    wait_for(lambda: values(app, "sensor.t") == [20.0], what="the first point")
+    fake.drop_connections(refuse=True)
+    state = "stats_homeassistant_connection_state"
+    wait_for(lambda: metric(app, state, **{state: "disconnected"}) == 1, what="the disconnect")
+    # changes while nobody listens: only the recorder sees them
+    fake.set_state("sensor.t", "21", TEMP)
+    fake.set_state("sensor.t", "22", TEMP)
+    fake.set_state("switch.pump", "on", {})  # a new entity, unknown to the listener
+    fake.set_state("sensor.t", "22", {**TEMP, "friendly_name": "T"})  # attributes only
+    fake.accept()
+    connected(fake, 2)
+    # 22 twice: the backfill (last change) and get_states (the attribute update after it)
+    wait_for(lambda: values(app, "sensor.t") == [20.0, 21.0, 22.0, 22.0], what="the backfill")
+    assert metric(app, "stats_homeassistant_reconnects_total") == 1
+    assert metric(app, "stats_homeassistant_backfilled_points_total") >= 2
+    history = [c for c in fake.commands if c["type"] == "history/history_during_period"]
+    assert len(history) == 1
+    assert history[0]["include_start_time_state"] is False
+    assert history[0]["minimal_response"] is True
+    assert "sensor.t" in history[0]["entity_ids"]
+    # the new entity came with get_states on the reconnect
+    assert texts(app, "switch.pump") == ["on"]
+    fake.set_state("sensor.t", "23", TEMP)  # and events flow again
+    wait_for(lambda: values(app, "sensor.t")[-1:] == [23.0], what="live events after it")
+
+
+def test_missing_pong_reconnects(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake, homeassistant_ping_s=0.1)
+    with TestClient(create_app(settings)) as client:
+        connected(fake)
+        fake.answer_pings = False
+        wait_for(lambda: fake.connections >= 2, what="a reconnection")
+        fake.answer_pings = True
+        wait_for(lambda: metric(client, "stats_homeassistant_reconnects_total") >= 1)
+        pings = [c for c in fake.commands if c["type"] == "ping"]
+        assert pings
+
+
+def test_tenant_setting(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake, homeassistant_tenant="home")
+    bootstrap = make_settings(tmp_path)
+    with TestClient(create_app(bootstrap)) as client:
+        new_tenant(client, "home")
+    with TestClient(create_app(settings)) as client:
+        connected(fake)
+        fake.set_state("sensor.t", "5", {})
+        home = new_key(client, "read", "home")
+        found = wait_for(
+            lambda: client.get("/v1/series", params={"device": "sensor.t"}, headers=home)
+            .json()["items"],
+            what="the series in tenant home",
+        )
+        assert found[0]["last_value"] == 5.0
+        assert series(client, "sensor.t") is None  # not in default
