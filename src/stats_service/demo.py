@@ -1,7 +1,9 @@
 """`stats-service demo`: virtual ESP32 boards and one finished SIR epidemic run.
 
 Everything goes through the real HTTP ingest path with an ingest key created over the
-admin API, exactly as a device would send it.
+admin API, exactly as a device would send it. The demo also turns the StatsD listener on
+and reports its own numbers there (each POST's latency, posts, errors), as an application
+instrumented with a StatsD client would.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -102,7 +105,64 @@ async def _ingest_key(client: httpx.AsyncClient, control_token: str) -> str:
     return str(response.json()["key"])
 
 
+def with_statsd(settings: Settings) -> Settings:
+    """The demo's settings: StatsD on, unless it was switched off explicitly. When its
+    port is taken (another StatsD daemon, a second demo) the demo runs without it and
+    says so, rather than not starting."""
+    if "statsd_enabled" in settings.model_fields_set and not settings.statsd_enabled:
+        return settings
+    host, port = settings.statsd_host, settings.statsd_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        log.warning("demo_statsd_unavailable", host=host, port=port, error=str(exc))
+        print(
+            f"demo: warning: UDP port {host}:{port} is taken ({exc.strerror}); running without "
+            "the StatsD listener (set STATS_STATSD_PORT to a free port to see it)",
+            flush=True,
+        )
+        return settings.model_copy(update={"statsd_enabled": False})
+    return settings.model_copy(update={"statsd_enabled": True})
+
+
+class StatsdReporter:
+    """The simulator's own numbers as DogStatsD lines, one datagram per round."""
+
+    def __init__(self, settings: Settings) -> None:
+        host = settings.statsd_host
+        self.host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        self.port = settings.statsd_port
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self.lines: list[str] = []
+
+    def send(self) -> None:
+        if self.lines:
+            try:
+                self._sock.sendto("\n".join(self.lines).encode(), (self.host, self.port))
+            except OSError as exc:  # UDP: a lost report is not worth more than a warning
+                log.warning("demo_statsd_send_failed", error=str(exc))
+            self.lines.clear()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 async def run_demo(url: str, control_token: str, settings: Settings) -> None:
+    statsd = StatsdReporter(settings) if settings.statsd_enabled else None
+    try:
+        await _run(url, control_token, settings, statsd)
+    finally:
+        if statsd is not None:
+            statsd.close()
+
+
+async def _run(
+    url: str, control_token: str, settings: Settings, statsd: StatsdReporter | None
+) -> None:
     rng = random.Random(42)
     boards = [
         Board(f"esp32-{i + 1:02d}", 20.0 + 1.5 * i, phase=i * 0.9)
@@ -121,9 +181,18 @@ async def run_demo(url: str, control_token: str, settings: Settings) -> None:
             f"  curl -H 'X-API-Key: <admin key>' {url}/v1/devices",
             flush=True,
         )
+        if statsd is not None:
+            print(
+                f"demo: StatsD on udp://{statsd.host}:{statsd.port}, flushed every "
+                f"{settings.statsd_flush_s:g}s (series demo.ingest.*); try\n"
+                f"  echo 'my.counter:1|c' | nc -u -w0 {statsd.host} {statsd.port}",
+                flush=True,
+            )
         while True:
             started = time.monotonic()
             for board in boards:
+                sent = time.monotonic()
+                outcome = "posts"
                 try:
                     await client.post(
                         "/v1/ingest",
@@ -131,6 +200,14 @@ async def run_demo(url: str, control_token: str, settings: Settings) -> None:
                         headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
                     )
                 except httpx.HTTPError as exc:
+                    outcome = "errors"
                     log.warning("demo_post_failed", device=board.name, error=str(exc))
+                if statsd is not None:
+                    took_ms = (time.monotonic() - sent) * 1000
+                    statsd.lines.append(f"demo.ingest.latency:{took_ms:.3f}|ms|#app:demo")
+                    statsd.lines.append(f"demo.ingest.{outcome}:1|c|#app:demo")
+            if statsd is not None:
+                statsd.lines.append(f"demo.boards:{len(boards)}|g|#app:demo")
+                statsd.send()
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, settings.demo_interval_s - elapsed))

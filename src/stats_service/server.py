@@ -27,6 +27,10 @@ def _print_admin_key(key: str) -> None:
 
 def run(settings: Settings, *, demo: bool) -> None:
     configure(settings.log_level, settings.log_format)
+    if demo:
+        from .demo import with_statsd
+
+        settings = with_statsd(settings)  # the demo shows StatsD too (when its port is free)
     token = new_control_token()
     app = create_app(
         settings,
