@@ -47,6 +47,7 @@ MAX_SPLIT_DEPTH = 12  # a flush splits into at most 4096 parts
 INLINE_PREPARE_BYTES = 64 * 1024
 STOP_RETRIES = 3  # a flush refused for now (429/503) at shutdown is tried this often more
 STOP_RETRY_S = 0.5
+DRAIN_ROUNDS = 100_000
 
 
 @dataclass(slots=True)
@@ -88,6 +89,7 @@ class StatsdListener:
         self._gauges: dict[GaugeKey, float] = {}
         self._interval_start_us = _now_us()
         self._overflow_packets = 0
+        self._datagrams = 0
         self._overflow_bytes = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -159,6 +161,7 @@ class StatsdListener:
                 await self._task
             self._task = None
         if self._transport is not None:
+            await self._drain_socket()
             self._transport.close()
             self._transport = None
         await self.flush()
@@ -176,9 +179,20 @@ class StatsdListener:
             self._held = 0
             self.held_bytes.set(0)
 
+    async def _drain_socket(self) -> None:
+        """Let the event loop read what the kernel already holds for the socket (one
+        datagram per readiness callback) until a round brings nothing new."""
+        for _ in range(DRAIN_ROUNDS):
+            before = self._datagrams
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if self._datagrams == before:
+                return
+
     # -- receiving ---------------------------------------------------------------------
 
     def received(self, data: bytes) -> None:
+        self._datagrams += 1
         if self._held + len(data) > self._cap:
             self._overflow_packets += 1
             self._overflow_bytes += len(data)
@@ -196,7 +210,9 @@ class StatsdListener:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at + self._flush_s, time.monotonic())
             try:
-                await self.flush()
+                # shielded: stop() cancels this loop, never a flush halfway (its buffer
+                # taken, its request not yet queued); stop's own flush waits for it
+                await asyncio.shield(self.flush())
             except Exception:  # a bug must not end the flushing for good
                 log.exception("statsd_flush_failed")
 

@@ -185,9 +185,12 @@ def test_stop_flushes_the_last_interval(tmp_path: Path) -> None:
         send(port, b"shutdown.count:5|c\nshutdown.level:42|g")
         until_metric(client, "stats_statsd_packets_total", 1.0, outcome="buffered")
         assert series(client, "shutdown.count") == {}  # nothing flushed yet
+        for _ in range(200):  # still in the socket's receive buffer when the stop begins
+            send(port, b"burst:1|c")
     with statsd_app(tmp_path, statsd_enabled=False) as (client, _):
         assert total(client, "shutdown.count") == 5.0
         assert last(client, "shutdown.level") == 42.0
+        assert total(client, "burst") == 200.0
 
 
 def test_malformed_lines_are_counted_and_logged(
