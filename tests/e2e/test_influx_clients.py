@@ -168,7 +168,9 @@ def test_v1_client_anonymous_and_unknown_database(server_factory: ServerFactory)
 def test_home_assistant_v2_client(shared_server: ServerProcess) -> None:
     key = new_key(shared_server, "ingest")
     reader = new_key(shared_server, "read")
-    influx = InfluxDBClientV2(url=shared_server.url, token=key, org="home", timeout=10_000)
+    influx = InfluxDBClientV2(
+        url=shared_server.url, token=key, org="home", timeout=10_000, enable_gzip=True
+    )
     try:
         assert influx.ping() is True
         assert influx.version() == "1.8.10"
