@@ -26,6 +26,7 @@ from .api.routers import (
     devices,
     export,
     health,
+    homeassistant,
     influx,
     ingest,
     prometheus,
@@ -46,6 +47,7 @@ log = structlog.get_logger(__name__)
 ROUTERS = (
     health,
     ingest,
+    homeassistant,
     influx,
     prometheus,
     thingsboard,

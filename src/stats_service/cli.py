@@ -230,6 +230,47 @@ def export(
                 output.unlink(missing_ok=True)  # no empty or partial file is left behind
 
 
+import_app = typer.Typer(help="Import history from other systems.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("homeassistant")
+def import_homeassistant(
+    since: Annotated[str, typer.Option(help="Start: YYYY-MM-DD (UTC), RFC 3339 or now-7d.")],
+    until: Annotated[str | None, typer.Option(help="End (excluded); default now.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Home Assistant base URL (STATS_HOMEASSISTANT_URL).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Long-lived access token (STATS_HOMEASSISTANT_TOKEN).")
+    ] = None,
+    entities: Annotated[
+        list[str] | None,
+        typer.Option(help="Entity ids or globs such as sensor.* (repeatable); default all."),
+    ] = None,
+    statistics: Annotated[
+        bool, typer.Option("--statistics/--no-statistics", help="Also import hourly statistics.")
+    ] = True,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant to write to (STATS_HOMEASSISTANT_TENANT).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import Home Assistant's recorded states and statistics; re-running stores the same."""
+    from .ha_import import cli_import
+
+    cli_import(
+        _settings(data_dir=data_dir),
+        since=since,
+        until=until,
+        url=url,
+        token=token,
+        entities=entities or [],
+        statistics=statistics,
+        tenant=tenant,
+    )
+
+
 def main() -> None:
     app()
 

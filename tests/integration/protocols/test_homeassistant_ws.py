@@ -242,3 +242,151 @@ def test_tenant_setting(tmp_path: Path, fake: FakeHomeAssistant) -> None:
         )
         assert found[0]["last_value"] == 5.0
         assert series(client, "sensor.t") is None  # not in default
+
+
+# -- the HTTP endpoint -------------------------------------------------------------------
+
+
+def test_http_endpoint_writes_to_the_callers_tenant_only(app: TestClient) -> None:
+    new_tenant(app, "b")
+    writer_b, reader_b, reader_a = new_key(app, "ingest", "b"), new_key(app, "read", "b"), ADMIN
+    state = {
+        "entity_id": "sensor.pm25",
+        "state": "12",
+        "attributes": {"unit_of_measurement": "µg/m³"},
+        "last_updated": "2024-05-01T11:00:00+00:00",
+    }
+    response = app.post("/v1/ingest/homeassistant", content=orjson.dumps(state), headers=writer_b)
+    assert response.status_code == 202, response.text
+    assert response.json()["points"] == 1
+    found = app.get("/v1/series", params={"device": "sensor.pm25"}, headers=reader_b).json()
+    assert found["items"][0]["unit"] == "µg/m³"
+    # tenant A (default) sees nothing of it, and a read key may not write
+    assert app.get("/v1/series", params={"device": "sensor.pm25"}, headers=reader_a).json()[
+        "items"
+    ] == []
+    refused = app.post("/v1/ingest/homeassistant", content=b"{}", headers=reader_b)
+    assert refused.status_code == 403
+    assert app.post("/v1/ingest/homeassistant", content=b"{}").status_code == 401
+    bad = app.post("/v1/ingest/homeassistant", content=b"[1, 2", headers=writer_b)
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.json()["detail"]
+    assert "/v1/ingest/homeassistant" not in app.get("/openapi.json").json()["paths"]
+
+
+# -- the import command ------------------------------------------------------------------
+
+DAY = 86_400.0
+
+
+def recorded_past(fake: FakeHomeAssistant) -> float:
+    """Two days of recorded history and hourly statistics; returns the first day's start."""
+    day0 = (time.time() // DAY - 2) * DAY
+    for hour in range(0, 48, 6):
+        fake.set_state("sensor.t", str(20 + hour / 6), TEMP, at=day0 + hour * 3600 + 60)
+    fake.set_state("switch.pump", "on", {}, at=day0 + 3600)
+    fake.set_state("switch.pump", "off", {}, at=day0 + DAY + 3600)
+    fake.add_statistics(
+        "sensor.t",
+        "°C",
+        [{"start": day0 + h * 3600, "mean": 20.5, "min": 20.0, "max": 21.0} for h in range(48)],
+        mean=True,
+    )
+    fake.add_statistics(
+        "sensor.energy",
+        "kWh",
+        [{"start": day0 + h * 3600, "state": 100.0 + h, "sum": float(h)} for h in range(48)],
+        mean=False,
+    )
+    return day0
+
+
+def run_cli(args: list[str], tmp_path: Path) -> Any:
+    from typer.testing import CliRunner
+
+    from stats_service.cli import app as cli
+
+    env = {"STATS_ADMIN_KEY": ADMIN_KEY, "STATS_LOG_LEVEL": "warning", "COLUMNS": "100"}
+    return CliRunner().invoke(cli, args, env=env)
+
+
+def import_args(fake: FakeHomeAssistant, data_dir: Path, since: str, *extra: str) -> list[str]:
+    return [
+        "import", "homeassistant", "--url", fake.url, "--token", fake.token,
+        "--since", since, "--data-dir", str(data_dir), *extra,
+    ]  # fmt: skip
+
+
+def test_import_command_in_process_is_idempotent(
+    tmp_path: Path, fake: FakeHomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    day0 = recorded_past(fake)
+    since = time.strftime("%Y-%m-%d", time.gmtime(day0))
+    data_dir = tmp_path / "data"
+    first = run_cli(import_args(fake, data_dir, since), tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "imported 3 days of 2 entities and 2 statistics" in first.output
+    assert "6/6" in first.stderr and "250 points" in first.stderr  # the progress bar
+    history = [c for c in fake.commands if c["type"] == "history/history_during_period"]
+    assert len(history) == 3 and history[0]["start_time"].startswith(since)
+    stats = [c for c in fake.commands if c["type"] == "recorder/statistics_during_period"]
+    assert stats[0]["period"] == "hour"
+    again = run_cli(import_args(fake, data_dir, since), tmp_path)
+    assert again.exit_code == 0, again.output
+    assert "0 history points, 0 statistics points" in again.output  # every body stored already
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        assert values(client, "sensor.t") == [20 + h / 6 for h in range(0, 48, 6)]
+        assert texts(client, "switch.pump") == ["on", "off"]
+        assert values(client, "sensor.t", "state.mean") == [20.5] * 48
+        assert series(client, "sensor.t", "state.max")["unit"] == "°C"  # type: ignore[index]
+        assert values(client, "sensor.energy", "state.sum") == [float(h) for h in range(48)]
+        assert series(client, "sensor.energy", "state.state")["unit"] == "kWh"  # type: ignore[index]
+
+
+def test_import_command_filters_and_skips_statistics(
+    tmp_path: Path, fake: FakeHomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    day0 = recorded_past(fake)
+    args = import_args(fake, tmp_path / "data", str(day0), "--no-statistics")
+    result = run_cli([*args, "--entities", "switch.*", "--until", str(day0 + DAY)], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert not [c for c in fake.commands if c["type"].startswith("recorder/")]
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        assert texts(client, "switch.pump") == ["on"]  # the second day's change is after --until
+        assert series(client, "sensor.t") is None
+
+
+def test_import_command_errors(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    bad_token = run_cli(
+        [*import_args(fake, tmp_path / "data", "now-1d")[:4], "--token", "nope",
+         "--since", "now-1d", "--data-dir", str(tmp_path / "data")],
+        tmp_path,
+    )  # fmt: skip
+    assert bad_token.exit_code == 1
+    assert "Invalid access token" in bad_token.stderr
+    backwards = run_cli(import_args(fake, tmp_path / "data", "now", "--until", "now-1d"), tmp_path)
+    assert backwards.exit_code == 2 and "--since must lie before --until" in backwards.stderr
+
+
+def test_import_command_goes_through_a_running_server(
+    tmp_path: Path, fake: FakeHomeAssistant
+) -> None:
+    import httpx
+
+    from e2e.harness import ADMIN, ServerProcess
+
+    day0 = recorded_past(fake)
+    server = ServerProcess(tmp_path / "served").start()
+    try:
+        result = run_cli(import_args(fake, tmp_path / "served", str(day0)), tmp_path)
+        assert result.exit_code == 0, result.output
+        assert "through the running server" in result.output
+        found = httpx.get(
+            f"{server.url}/v1/series", params={"device": "sensor.t", "metric": "state.mean"},
+            headers=ADMIN,
+        ).json()["items"]  # fmt: skip
+        assert found and found[0]["last_value"] == 20.5
+    finally:
+        server.close()
