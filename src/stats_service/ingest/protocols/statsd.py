@@ -88,39 +88,69 @@ def sanitize_name(raw: str) -> str:
 
 def parse_line(text: str, default_device: str | None = None) -> Line:
     """One line; raises LineError with the reason when it cannot be used."""
-    if text.startswith("_e{"):
-        raise LineError("DogStatsD events are not stored (skipped)")
-    if text.startswith("_sc|"):
-        raise LineError("DogStatsD service checks are not stored (skipped)")
-    head, sep, rest = text.partition("|")
-    if not sep:
-        raise LineError("expected <name>:<value>|<type>")
-    raw_name, colon, raw_values = head.partition(":")
-    if not colon:
-        raise LineError("expected <name>:<value>|<type> (no `:` after the name)")
-    name = sanitize_name(raw_name)
-    if not name or len(name) > MAX_NAME:
-        raise LineError(f"metric names are 1-{MAX_NAME} of the characters a-z A-Z 0-9 _ - .")
-    sections = rest.split("|")
-    kind = sections[0]
-    if kind not in TYPES:
-        raise LineError(f"unknown metric type {kind[:20]!r}; use c, g, s, ms, h or d")
-    values = tuple(raw_values.split(":"))
-    for value in values:
-        _check_value(kind, value)
-    rate = 1.0
-    tags: dict[str, str] = {}
-    for section in sections[1:]:
-        if section.startswith("@"):
-            rate = _rate(section[1:])
-        elif section.startswith("#"):
-            tags = _tags(section[1:])
-        elif section.startswith("c:") or TIMESTAMP_RE.fullmatch(section):
-            continue  # DogStatsD container id / client timestamp: points use the flush time
-        else:
-            raise LineError(f"unknown field {section[:20]!r}; expected @rate or #tags")
+    return LineParser(default_device)(text)
+
+
+class LineParser:
+    """Parses the lines of one body. Names and tag sections repeat from line to line, so
+    what they become (or why they are refused) is remembered."""
+
+    def __init__(self, default_device: str | None = None) -> None:
+        self.default_device = default_device
+        self._names: dict[str, str] = {}
+        self._tags: dict[str, tuple[tuple[str, str], ...] | str] = {}  # str: why refused
+
+    def __call__(self, text: str) -> Line:
+        if text.startswith("_e{"):
+            raise LineError("DogStatsD events are not stored (skipped)")
+        if text.startswith("_sc|"):
+            raise LineError("DogStatsD service checks are not stored (skipped)")
+        head, sep, rest = text.partition("|")
+        if not sep:
+            raise LineError("expected <name>:<value>|<type>")
+        raw_name, colon, raw_values = head.partition(":")
+        if not colon:
+            raise LineError("expected <name>:<value>|<type> (no `:` after the name)")
+        name = self._names.get(raw_name)
+        if name is None:
+            name = self._names[raw_name] = sanitize_name(raw_name)
+        if not name or len(name) > MAX_NAME:
+            raise LineError(f"metric names are 1-{MAX_NAME} of the characters a-z A-Z 0-9 _ - .")
+        sections = rest.split("|")
+        kind = sections[0]
+        if kind not in TYPES:
+            raise LineError(f"unknown metric type {kind[:20]!r}; use c, g, s, ms, h or d")
+        values = tuple(raw_values.split(":"))
+        for value in values:
+            _check_value(kind, value)
+        rate = 1.0
+        tag_text = ""
+        for section in sections[1:]:
+            if section.startswith("@"):
+                rate = _rate(section[1:])
+            elif section.startswith("#"):
+                tag_text = section[1:]
+            elif section.startswith("c:") or TIMESTAMP_RE.fullmatch(section):
+                continue  # DogStatsD container id / client timestamp: points use flush time
+            else:
+                raise LineError(f"unknown field {section[:20]!r}; expected @rate or #tags")
+        tags = self._tags.get(tag_text)
+        if tags is None:
+            try:
+                tags = tag_tuple(tag_text, self.default_device)
+            except LineError as exc:
+                tags = str(exc)
+            self._tags[tag_text] = tags
+        if isinstance(tags, str):
+            raise LineError(tags)
+        return Line(name, kind, values, rate, tags)
+
+
+def tag_tuple(text: str, default_device: str | None) -> tuple[tuple[str, str], ...]:
+    """The sorted tags of a DogStatsD tag section (without its `#`)."""
+    tags = _tags(text)
     _device(tags, default_device)
-    return Line(name, kind, values, rate, tuple(sorted(tags.items())))
+    return tuple(sorted(tags.items()))
 
 
 def _check_value(kind: str, value: str) -> None:
@@ -190,9 +220,10 @@ def read_lines(
     lines: Iterable[tuple[int, bytes]], builder: BatchBuilder | None, default_device: str | None
 ) -> Iterator[tuple[int, Line]]:
     """Parsed lines; each bad one is dropped on the builder (when given) with its reason."""
+    parse_one = LineParser(default_device)
     for number, raw in lines:
         try:
-            yield number, parse_line(raw.decode("utf-8"), default_device)
+            yield number, parse_one(raw.decode("utf-8"))
         except UnicodeDecodeError:
             if builder is not None:
                 builder.drop(f"line {number}", "is not UTF-8")
