@@ -52,6 +52,25 @@ RETRY_MIN_S = 0.2
 RETRY_MAX_S = 10.0
 STOP_TIMEOUT_S = 15.0
 UNMATCHED_LOG_EVERY_S = 60.0
+DUPLICATE_WINDOW_US = 20_000
+
+
+def _overlap(filters: list[str]) -> bool:
+    """Whether some topic could match two of the filters (then it arrives twice)."""
+    return any(
+        _levels_overlap(a.split("/"), b.split("/"))
+        for i, a in enumerate(filters)
+        for b in filters[i + 1 :]
+    )
+
+
+def _levels_overlap(a: list[str], b: list[str]) -> bool:
+    for x, y in zip(a, b, strict=False):
+        if x == "#" or y == "#":
+            return True
+        if x != y and x != "+" and y != "+":
+            return False
+    return len(a) == len(b) or "#" in (a[-1], b[-1])
 
 
 class MqttMetrics:
@@ -138,6 +157,8 @@ class BrokerListener:
             [f for p in self._discovery_prefixes for f in discovery_filters(p)],
         )
         self.committed_bundles = 0
+        self._last: Received | None = None
+        self._overlapping = _overlap(filters)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -242,6 +263,9 @@ class BrokerListener:
         topics: set[str] = set()
         outcomes: dict[str, int] = {}
         for item in taken:
+            if self._duplicate(item):
+                outcomes["duplicate"] = outcomes.get("duplicate", 0) + 1
+                continue
             if self._learn(item, outcomes):
                 continue
             if item.topic in self._by_state or self._rules.matches(item.topic):
@@ -258,6 +282,20 @@ class BrokerListener:
         self._count(outcomes)
         if self.metrics is not None:
             self.metrics.buffered.labels(self.config.name).set(len(self._buffer))
+
+    def _duplicate(self, item: Received) -> bool:
+        """The second copy of a message that matched two overlapping subscriptions (the
+        broker sends one copy per subscription, back to back): same topic and payload
+        right after the first."""
+        last, self._last = self._last, item
+        return (
+            last is not None
+            and last.topic == item.topic
+            and last.payload == item.payload
+            and last.retain == item.retain
+            and 0 <= item.received_us - last.received_us <= DUPLICATE_WINDOW_US
+            and self._overlapping
+        )
 
     def _learn(self, item: Received, outcomes: dict[str, int]) -> bool:
         """Learn (or forget) a Home Assistant discovery config; True when it was one."""

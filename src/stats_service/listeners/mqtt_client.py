@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ..ingest.protocols.mqtt_formats.base import filter_covers
 from .mqtt_rules import BrokerConfig
 
 log = structlog.get_logger(__name__)
@@ -72,7 +73,9 @@ class MqttConnection:
         self._generation = 0
         self._attempt = 0
         self._thread: threading.Thread | None = None
-        self.connected = False
+        self.connected = False  # connected and subscribed
+        self._session_present = False
+        self._initial_mid: int | None = None
 
     # -- called from the event loop ---------------------------------------------------
 
@@ -126,7 +129,7 @@ class MqttConnection:
         client.on_connect = lambda c, _u, flags, rc, _p: self._connected(c, flags, rc)
         client.on_disconnect = lambda _c, _u, _f, rc, _p: self._disconnected(rc)
         client.on_message = lambda _c, _u, m: self._message(m, generation)
-        client.on_subscribe = lambda _c, _u, _mid, codes, _p: self._subscribed(codes)
+        client.on_subscribe = lambda _c, _u, mid, codes, _p: self._subscribed(mid, codes)
         return client
 
     def _run(self) -> None:
@@ -177,13 +180,14 @@ class MqttConnection:
     def _send_queued(self, client: paho.Client) -> None:
         while self._new_filters:
             topic_filter = self._new_filters.popleft()
-            if topic_filter not in self._filters:
+            # a topic an existing filter covers would otherwise arrive twice
+            if not any(filter_covers(f, topic_filter) for f in self._filters):
                 self._filters.append(topic_filter)
-                if self.connected:
-                    client.subscribe(*self._subscription(topic_filter))
+                if client.is_connected():
+                    client.subscribe([self._subscription(topic_filter)])
         while self._acks:
             generation, mid, qos = self._acks.popleft()
-            if generation == self._generation and self.connected:
+            if generation == self._generation and client.is_connected():
                 client.ack(mid, qos)
 
     def _subscription(self, topic_filter: str) -> tuple[str, Any]:
@@ -200,18 +204,20 @@ class MqttConnection:
             client.disconnect()
             return
         self._attempt = 0
-        self._set_state(True, session_present=bool(flags.session_present))
-        for topic_filter in self._filters:
-            client.subscribe(*self._subscription(topic_filter))
+        self._session_present = bool(flags.session_present)
+        # one SUBSCRIBE for all filters: its SUBACK marks the connection ready
+        _rc, self._initial_mid = client.subscribe([self._subscription(f) for f in self._filters])
 
     def _disconnected(self, rc: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stopping.is_set():
             log.warning("mqtt_disconnected", broker=self.config.name, reason=str(rc))
 
-    def _subscribed(self, codes: list[Any]) -> None:
+    def _subscribed(self, mid: int, codes: list[Any]) -> None:
         for code in codes:
             if code.is_failure:
                 log.error("mqtt_subscribe_refused", broker=self.config.name, reason=str(code))
+        if mid == self._initial_mid:
+            self._set_state(True, session_present=self._session_present)
 
     def _message(self, message: paho.MQTTMessage, generation: int) -> None:
         self._deliver(

@@ -5,6 +5,7 @@
 text values. `<node>/status` (`online` / `offline`, ESPHome's birth and will messages)
 becomes the text metric `status`. Units are not in these topics: enable the Home
 Assistant discovery preset as well to learn them from ESPHome's discovery messages.
+A node named `homeassistant` is left to the statestream preset, whose topics look alike.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class Esphome:
         if len(levels) == 2 and levels[1] == "status":
             out.text(levels[0], "status", msg.text().lower())
             return True
-        if len(levels) != 4 or levels[3] != "state":
-            return False
+        if len(levels) != 4 or levels[3] != "state" or levels[0] == "homeassistant":
+            return False  # `homeassistant/<domain>/<id>/state` is Home Assistant's statestream
         node, component, name = levels[0], levels[1], levels[2]
         if component == "sensor":
             number = number_of(msg.text())
