@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 import zlib
 from collections import deque
@@ -48,6 +49,7 @@ INLINE_PREPARE_BYTES = 64 * 1024
 STOP_RETRIES = 3  # a flush refused for now (429/503) at shutdown is tried this often more
 STOP_RETRY_S = 0.5
 DRAIN_ROUNDS = 100_000
+RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -148,10 +150,17 @@ class StatsdListener:
                 "set STATS_STATSD_PORT to a free port or STATS_STATSD_ENABLED=false",
             ) from exc
         self._transport = transport
+        receive_buffer = _grow_receive_buffer(transport)
         self._interval_start_us = _now_us()
         self._task = asyncio.create_task(self._run(), name="statsd-flush")
         host, port = self.address
-        log.info("statsd_listening", host=host, port=port, flush_s=self._flush_s)
+        log.info(
+            "statsd_listening",
+            host=host,
+            port=port,
+            flush_s=self._flush_s,
+            receive_buffer_bytes=receive_buffer,
+        )
 
     async def stop(self) -> None:
         """Close the socket first (nothing arrives after), then flush everything held."""
@@ -347,6 +356,16 @@ def _split(item: _Flush) -> list[_Flush]:
             params["gauges"] = encode_gauges(needed)
         parts.append(_Flush(body, params, f"{item.key}/{bit}", len(lines), item.depth + 1))
     return parts
+
+
+def _grow_receive_buffer(transport: asyncio.DatagramTransport) -> int:
+    """Ask the kernel for a large receive buffer, so that bursts wait there while the
+    event loop is busy rather than being lost (the kernel caps it at net.core.rmem_max;
+    raise that for heavy StatsD traffic). Returns the size granted."""
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
 def _now_us() -> int:
