@@ -284,3 +284,23 @@ def test_a_taken_port_stops_the_start_with_a_clear_message(tmp_path: Path) -> No
         )
         with refused, TestClient(app):
             pass
+
+
+def test_datagrams_over_the_buffer_limit_are_counted_and_logged(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    line = b"big.payload:1|c|#pad:" + b"x" * 200
+    datagram = b"\n".join([line] * 4)  # 4 lines, about 900 bytes
+    fits = 65536 // len(datagram)
+    with statsd_app(tmp_path, statsd_flush_s=3600.0, statsd_max_buffer_bytes=65536) as (
+        client,
+        port,
+    ):
+        for _ in range(fits + 10):
+            send(port, datagram)
+        until_metric(client, "stats_statsd_packets_total", fits + 10.0)
+        assert metric(client, "stats_statsd_packets_total", outcome="dropped") == 10.0
+    with statsd_app(tmp_path, statsd_enabled=False) as (client, _):
+        assert total(client, "big.payload", (("pad", "x" * 200),)) == 4.0 * fits
+    logs = capfd.readouterr().err
+    assert "statsd_buffer_full" in logs and '"dropped_packets": 10' in logs
