@@ -133,9 +133,15 @@ ensure_mosquitto() {
     started+=(mosquitto)
 }
 
+# Programs that tests start themselves (not services): installed only, never started.
+ensure_program() {
+    command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
 ensure_postgres
 ensure_redis
 ensure_mosquitto
+ensure_program prometheus prometheus # tests/e2e/test_prometheus_peer.py runs its own
 
 if ((${#started[@]} > 0)); then
     log "started: ${started[*]}"
