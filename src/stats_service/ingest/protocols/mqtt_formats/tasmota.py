@@ -41,7 +41,6 @@ UNITS: dict[str, str] = {
     "Heap": "kB",
     "RSSI": "%",
     "Signal": "dBm",
-    "LoadAvg": "/s",
     "PM2.5": "µg/m³",
     "PM10": "µg/m³",
     "PM1": "µg/m³",
