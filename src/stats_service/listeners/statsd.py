@@ -316,7 +316,7 @@ class StatsdListener:
                 self._refused(item, ServiceError(f"internal error: {exc!r}"))
             else:
                 self._pending.popleft()
-                dropped = result.dropped_count
+                dropped = min(result.dropped_count, item.lines)  # (aggregates may be too)
                 self.flushes.labels("ok").inc()
                 self.lines.labels("written").inc(item.lines - dropped)
                 if dropped:

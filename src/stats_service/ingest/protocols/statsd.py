@@ -21,6 +21,7 @@ What each type becomes is in docs/protocols/statsd.md. A malformed line is skipp
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -237,12 +238,15 @@ def read_lines(
 
 def apply_gauge(line: Line, fallback: float) -> float:
     """The gauge after `line`: `+N` and `-N` change `fallback` (its value so far, 0 when
-    it has none), anything else sets it. As in Etsy statsd a negative value can only be
-    set by setting 0 first: `-5` always means "minus five"."""
+    it has none), anything else sets it. As in Etsy statsd, `-5` always means "five
+    less": a negative value is set by sending 0 first. Raises LineError when the result
+    would leave the float range (the gauge then keeps its value)."""
     value = fallback
     for text in line.values:
         number = float(text)
         value = value + number if text[0] in "+-" else number
+    if not math.isfinite(value):
+        raise LineError("the gauge would leave the float range; it keeps its value")
     return value
 
 
@@ -263,7 +267,8 @@ def gauge_updates(
         if key not in updated and key in carried and line.values[0][0] in "+-":
             needed[key] = carried[key]
         start = updated.get(key, carried.get(key, 0.0))
-        updated[key] = apply_gauge(line, start)
+        with contextlib.suppress(LineError):  # aggregate() drops such a line
+            updated[key] = apply_gauge(line, start)
     return needed, updated
 
 
@@ -331,7 +336,10 @@ def aggregate(
         key = line.key
         family = "timer" if line.kind in TIMER_TYPES else line.kind
         if line.kind == "g":
-            gauges[key] = apply_gauge(line, gauges.get(key, carried.get(key, 0.0)))
+            try:
+                gauges[key] = apply_gauge(line, gauges.get(key, carried.get(key, 0.0)))
+            except LineError as exc:
+                builder.drop(f"line {number}", str(exc))
             continue
         if family != "timer":
             first = "g" if key in gauge_keys else kinds.setdefault(key, family)
@@ -354,16 +362,29 @@ def aggregate(
             samples.count += len(line.values) / line.rate
             samples.milliseconds = samples.milliseconds or line.kind == "ms"
     for (name, tags), total in counters.items():
-        builder.add(builder.series_id(name, tags, None), flush_us, total)
-        rate_sid = builder.series_id(f"{name}.rate", tags, RATE_UNIT)
-        builder.add(rate_sid, flush_us, total / interval_s)
+        _point(builder, name, tags, None, flush_us, total)
+        _point(builder, f"{name}.rate", tags, RATE_UNIT, flush_us, total / interval_s)
     for (name, tags), samples in timers.items():
         _add_timer(builder, name, tags, samples, flush_us, percentiles)
     for (name, tags), value in gauges.items():
-        builder.add(builder.series_id(name, tags, None), flush_us, value)
+        _point(builder, name, tags, None, flush_us, value)
     for (name, tags), members in sets.items():
-        builder.add(builder.series_id(name, tags, None), flush_us, float(len(members)))
+        _point(builder, name, tags, None, flush_us, float(len(members)))
     return gauges
+
+
+def _point(
+    builder: BatchBuilder,
+    name: str,
+    tags: tuple[tuple[str, str], ...],
+    unit: str | None,
+    ts: int,
+    value: float,
+) -> None:
+    if math.isfinite(value):
+        builder.add(builder.series_id(name, tags, unit), ts, value)
+    else:  # e.g. a sum of values near the float limit, or a sample rate scaling one
+        builder.drop(name, "the aggregate of the interval is not a finite number")
 
 
 _KIND_NAMES = {"c": "counter", "g": "gauge", "s": "set"}
@@ -379,21 +400,23 @@ def _add_timer(
 ) -> None:
     unit = TIMER_UNIT if samples.milliseconds else None
     values = np.asarray(samples.values, dtype=np.float64)
-    total = float(values.sum())
-    stats: list[tuple[str, float, str | None]] = [
-        ("count", samples.count, None),
-        ("sum", total, unit),
-        ("min", float(values.min()), unit),
-        ("max", float(values.max()), unit),
-        ("mean", total / len(values), unit),
-    ]
-    if percentiles:
-        ranks = np.percentile(values, percentiles)
-        stats.extend(
-            (percentile_name(p), float(r), unit) for p, r in zip(percentiles, ranks, strict=True)
-        )
+    with np.errstate(all="ignore"):  # overflow to inf is dropped by _point
+        total = float(values.sum())
+        stats: list[tuple[str, float, str | None]] = [
+            ("count", samples.count, None),
+            ("sum", total, unit),
+            ("min", float(values.min()), unit),
+            ("max", float(values.max()), unit),
+            ("mean", total / len(values), unit),
+        ]
+        if percentiles:
+            ranks = np.percentile(values, percentiles)
+            stats.extend(
+                (percentile_name(p), float(r), unit)
+                for p, r in zip(percentiles, ranks, strict=True)
+            )
     for suffix, value, stat_unit in stats:
-        builder.add(builder.series_id(f"{name}.{suffix}", tags, stat_unit), flush_us, value)
+        _point(builder, f"{name}.{suffix}", tags, stat_unit, flush_us, value)
 
 
 def parse(body: bytes, ctx: ParseContext) -> Batch:
