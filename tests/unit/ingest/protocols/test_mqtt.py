@@ -134,7 +134,7 @@ def test_discovery_config_device_names_and_templates() -> None:
             "state_topic": "t/s",
             "device": {"name": "Living Room", "ids": ["x1"]},
             "value_template": "{{ value }}",
-        },  # fmt: skip
+        },
         topic="homeassistant/sensor/lr_temp/config",
     )
     assert without_node["entity"]["device"] == "Living_Room"
