@@ -306,8 +306,9 @@ class BrokerListener:
             learned = entity_from_config(prefix, item.topic, item.payload)
         except ValueError as exc:
             outcomes["invalid"] = outcomes.get("invalid", 0) + 1
-            log.info("mqtt_discovery_invalid", broker=self.config.name, topic=item.topic,
-                     reason=str(exc))  # fmt: skip
+            log.info(
+                "mqtt_discovery_invalid", broker=self.config.name, topic=item.topic, reason=str(exc)
+            )
             return True
         outcomes["discovery"] = outcomes.get("discovery", 0) + 1
         old = self._entities.pop(item.topic, None)
@@ -319,17 +320,23 @@ class BrokerListener:
             self._entities[item.topic] = learned
             self._by_state.setdefault(learned["state_topic"], {})[item.topic] = learned["entity"]
             self._connection.subscribe(learned["state_topic"])
-            log.info("mqtt_discovery_learned", broker=self.config.name, config_topic=item.topic,
-                     state_topic=learned["state_topic"], **learned["entity"])  # fmt: skip
+            log.info(
+                "mqtt_discovery_learned",
+                broker=self.config.name,
+                config_topic=item.topic,
+                state_topic=learned["state_topic"],
+                **learned["entity"],
+            )
         self._save_entities()
         return True
 
     async def _ingest(self, lines: list[bytes], topics: set[str], outcomes: dict[str, int]) -> None:
         params = {"rules": self._rules_json, "broker": self.config.name}
         discovered = {
-            topic: list(self._by_state[topic].values()) for topic in sorted(topics)
+            topic: list(self._by_state[topic].values())
+            for topic in sorted(topics)
             if topic in self._by_state
-        }  # fmt: skip
+        }
         if discovered:
             params["discovered"] = orjson.dumps(discovered, option=orjson.OPT_SORT_KEYS).decode()
         body = b"\n".join(lines)
@@ -370,8 +377,12 @@ class BrokerListener:
                 outcomes["invalid"] = outcomes.get("invalid", 0) + invalid
                 outcomes["stored"] = outcomes.get("stored", 0) + len(lines) - invalid
                 for error in exc.errors[:10]:
-                    log.info("mqtt_message_invalid", broker=self.config.name, loc=error.loc,
-                             reason=error.msg[:300])  # fmt: skip
+                    log.info(
+                        "mqtt_message_invalid",
+                        broker=self.config.name,
+                        loc=error.loc,
+                        reason=error.msg[:300],
+                    )
                 return
             except ServiceError as exc:
                 self._rejected(outcomes, len(lines), f"{type(exc).__name__}: {exc.detail[:300]}")

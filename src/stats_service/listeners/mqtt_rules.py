@@ -23,12 +23,32 @@ from ..ingest.protocols.mqtt_formats import PRESETS, RuleSet, compile_rules
 
 BROKER_KEYS = frozenset(
     {
-        "name", "url", "host", "port", "username", "password", "tls", "ca_file", "cert_file",
-        "key_file", "tls_insecure", "tenant", "client_id", "protocol", "keepalive",
-        "session_expiry_s", "receive_maximum", "linger_ms", "batch_max_messages",
-        "reconnect_min_s", "reconnect_max_s", "presets", "prefix", "rules",
+        "name",
+        "url",
+        "host",
+        "port",
+        "username",
+        "password",
+        "tls",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "tls_insecure",
+        "tenant",
+        "client_id",
+        "protocol",
+        "keepalive",
+        "session_expiry_s",
+        "receive_maximum",
+        "linger_ms",
+        "batch_max_messages",
+        "reconnect_min_s",
+        "reconnect_max_s",
+        "presets",
+        "prefix",
+        "rules",
     }
-)  # fmt: skip
+)
 PROTOCOLS = ("5", "3.1.1")
 
 
@@ -88,8 +108,12 @@ def load_brokers(settings: Settings) -> list[BrokerConfig]:
         found = [_broker(raw, f"{path}: brokers[{i}]", settings) for i, raw in enumerate(brokers)]
     elif settings.mqtt_url is not None:
         presets = [p.strip() for p in settings.mqtt_presets.split(",") if p.strip()]
-        raw = {"name": "default", "url": settings.mqtt_url, "tenant": settings.mqtt_tenant,
-               "presets": presets}  # fmt: skip
+        raw = {
+            "name": "default",
+            "url": settings.mqtt_url,
+            "tenant": settings.mqtt_tenant,
+            "presets": presets,
+        }
         found = [_broker(raw, "STATS_MQTT_URL/STATS_MQTT_PRESETS", settings)]
     else:
         return []

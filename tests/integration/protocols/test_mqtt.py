@@ -236,13 +236,23 @@ def test_tasmota_sensor_state_and_lwt(tmp_path: Path) -> None:
     p = prefix()
     sensor = {
         "Time": "2024-05-01T14:00:00",
-        "ENERGY": {"TotalStartTime": "2024-01-01T00:00:00", "Total": 12.5, "Power": 45,
-                   "Voltage": 231, "Current": 0.21, "Factor": 0.93},
+        "ENERGY": {
+            "TotalStartTime": "2024-01-01T00:00:00",
+            "Total": 12.5,
+            "Power": 45,
+            "Voltage": 231,
+            "Current": 0.21,
+            "Factor": 0.93,
+        },
         "AM2301": {"Temperature": 70.2, "Humidity": 45.1},
         "TempUnit": "F",
-    }  # fmt: skip
-    state = {"Time": "2024-05-01T14:00:00", "UptimeSec": 3723, "POWER": "ON",
-             "Wifi": {"SSId": "home", "RSSI": 88, "Signal": -56}}  # fmt: skip
+    }
+    state = {
+        "Time": "2024-05-01T14:00:00",
+        "UptimeSec": 3723,
+        "POWER": "ON",
+        "Wifi": {"SSId": "home", "RSSI": 88, "Signal": -56},
+    }
     with mqtt_app(tmp_path, broker_config(p)) as client, publisher() as pub:
         publish(pub, f"{p}tele/plug1/SENSOR", orjson.dumps(sensor))
         publish(pub, f"{p}tele/plug1/STATE", orjson.dumps(state))
