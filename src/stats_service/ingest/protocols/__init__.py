@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import homeassistant, json_v1, mqtt, prometheus_remote, statsd, thingsboard
+from . import homeassistant, influx_line, json_v1, mqtt, prometheus_remote, statsd, thingsboard
 from .base import ParseContext, Parser
 
 PARSERS: dict[str, Parser] = {
     "json": json_v1.parse,
+    "influx": influx_line.parse,
     "homeassistant": homeassistant.parse,
     "thingsboard": thingsboard.parse,
     "statsd": statsd.parse,
