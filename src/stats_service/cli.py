@@ -62,7 +62,7 @@ def demo(
     port: Annotated[int | None, typer.Option(help="Listen port (STATS_PORT).")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the service with simulated ESP32 boards and a finished SIR simulation run."""
+    """Run the service with simulated ESP32 boards, a finished SIR run and StatsD on."""
     from .server import run
 
     run(_settings(host=host, port=port, data_dir=data_dir), demo=True)
