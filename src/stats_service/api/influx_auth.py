@@ -11,7 +11,6 @@ client sends Basic `root:root` when it is configured without credentials.
 from __future__ import annotations
 
 import base64
-import binascii
 
 from fastapi import Request
 
@@ -34,7 +33,7 @@ def presented_keys(request: Request) -> list[str]:
     if scheme == "basic" and value:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
             decoded = ""
         _, _, secret = decoded.partition(":")
         if secret:

@@ -558,3 +558,30 @@ def test_tenants_are_isolated(client: TestClient) -> None:
     assert read(client, series_of(client, "a-dev")["a_secret_measurement_v"]["id"])["value"] == [
         1.0
     ]
+
+
+def test_odd_input_gets_a_clear_answer_never_a_500(client: TestClient) -> None:
+    answer = client.post("/write", params={"db": "x" * 300}, headers=ADMIN, content=b"m v=1")
+    assert "invalid database name" in v1_error(answer, 400)
+    answer = client.post("/api/v2/write", params={"bucket": "a\tb"}, headers=TOKEN, content=b"")
+    assert "invalid bucket name" in v2_error(answer, 400, "invalid")
+    created = query(client, f'CREATE DATABASE "{"y" * 300}"')
+    assert "invalid database name" in created[0]["error"]
+    for authorization in ("Basic ***not base64***", "Basic " + "w7w=", "Token ", "Basic"):
+        answer = client.post(
+            "/write", params={"db": "x"}, headers={"Authorization": authorization}, content=b""
+        )
+        assert v1_error(answer, 401) == "authorization failed"
+    answer = client.post(
+        "/write", params={"db": "x"}, headers={**ADMIN, "Content-Encoding": "br"}, content=b"m"
+    )
+    assert "unsupported Content-Encoding 'br'" in v1_error(answer, 400)
+    for body in (b"[1]", b"{", b'{"query": 3}'):
+        answer = client.post("/api/v2/query", headers=TOKEN, content=body)
+        assert "failed to decode request body" in v2_error(answer, 400, "invalid")
+    answer = client.post(
+        "/query",
+        headers={**ADMIN, "Content-Type": "application/x-www-form-urlencoded"},
+        content=b"q=%FF%FE",
+    )
+    assert "not supported" in answer.json()["results"][0]["error"]

@@ -53,6 +53,7 @@ V1_PRECISIONS = {
     "h": "h",
 }
 V2_PRECISIONS = {"ns": "ns", "us": "us", "ms": "ms", "s": "s"}
+MAX_DATABASE_NAME = 256
 
 
 def _precision(dialect: Dialect, value: str | None) -> str:
@@ -66,8 +67,21 @@ def _precision(dialect: Dialect, value: str | None) -> str:
     return precision
 
 
+def _name_problem(name: str, what: str = "database") -> str | None:
+    """Why a database/bucket name is refused, or None: names are free text, bounded."""
+    if len(name) > MAX_DATABASE_NAME or not name.isprintable():
+        return (
+            f"invalid {what} name {name[:64]!r}: at most {MAX_DATABASE_NAME} characters, "
+            "no control characters"
+        )
+    return None
+
+
 async def _database(services: Services, principal: Principal, name: str, dialect: Dialect) -> None:
     """Record `name` for the tenant (or refuse it with 404 when auto-create is off)."""
+    problem = _name_problem(name, "database" if dialect is Dialect.V1 else "bucket")
+    if problem is not None:
+        raise InfluxError(400, problem)
     create = services.settings.influx_auto_create
     known = await anyio.to_thread.run_sync(
         lambda: services.store.ensure_database(principal.tenant_id, name, create=create)
@@ -216,6 +230,9 @@ def _run(
         return {"series": [influxql.retention_policies(days)]}
     if kind is influxql.Kind.CREATE_DATABASE:
         assert statement.database is not None
+        problem = _name_problem(statement.database)
+        if problem is not None:
+            return {"error": problem}
         store.ensure_database(principal.tenant_id, statement.database, create=True)
         return {}
     return {"error": statement.unsupported_message}
