@@ -585,3 +585,23 @@ def test_odd_input_gets_a_clear_answer_never_a_500(client: TestClient) -> None:
         content=b"q=%FF%FE",
     )
     assert "not supported" in answer.json()["results"][0]["error"]
+
+
+def test_retention_policy_and_org_parameters_are_accepted_and_ignored(client: TestClient) -> None:
+    line = f"rp,device=rp v=1 {now_s()}"
+    answer = client.post(
+        "/write",
+        params={"db": "x", "rp": "two_weeks", "precision": "s"},
+        headers=ADMIN,
+        content=line,
+    )
+    assert answer.status_code == 204, answer.text
+    answer = client.post(
+        "/api/v2/write",
+        params={"bucket": "x/autogen", "orgID": "0123456789abcdef", "precision": "s"},
+        headers=TOKEN,
+        content=line,
+    )
+    assert answer.status_code == 204, answer.text
+    assert query(client, "SHOW DATABASES")[0]["series"][0]["values"] == [["x"]]
+    assert len(read(client, series_of(client, "rp")["rp_v"]["id"])["value"]) == 1
