@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 PROTOCOL = "statsd"
 MAX_GAUGES = 100_000  # gauge values carried between intervals (for +N / -N)
-MAX_SPLIT_DEPTH = 12  # a flush splits into at most 4096 parts
+HASH_BITS = 32  # a flush splits by the bits of crc32(name), one bit per split
 INLINE_PREPARE_BYTES = 64 * 1024
 STOP_RETRIES = 3  # a flush refused for now (429/503) at shutdown is tried this often more
 STOP_RETRY_S = 0.5
@@ -298,10 +298,10 @@ class StatsdListener:
                 return
             except PayloadTooLarge as exc:
                 self._pending.popleft()
-                if item.depth < MAX_SPLIT_DEPTH and item.lines > 1:
+                parts = _split(item)
+                if parts:
                     self.flushes.labels("split").inc()
-                    log.info("statsd_flush_split", depth=item.depth + 1, lines=item.lines)
-                    parts = _split(item)
+                    log.info("statsd_flush_split", lines=item.lines, parts=len(parts))
                     for part in reversed(parts):
                         self._pending.appendleft(part)
                     self._held += sum(len(p.body) for p in parts) - len(item.body)
@@ -338,23 +338,33 @@ class StatsdListener:
 
 
 def _split(item: _Flush) -> list[_Flush]:
-    """Two halves by a bit of the hash of each line's metric name: all lines of one name
-    stay together, so each half aggregates exactly as the whole did."""
-    halves: list[list[bytes]] = [[], []]
-    for _, line in split_lines(item.body):
-        name = sanitize_name(line.split(b":", 1)[0].decode("utf-8", "replace"))
-        halves[(zlib.crc32(name.encode()) >> item.depth) & 1].append(line)
+    """Two halves by the first bit (from `item.depth` on) of the hash of each line's
+    metric name that tells them apart: all lines of one name stay together, so each half
+    aggregates exactly as the whole did. Empty when no bit does (a single name)."""
+    hashed = [
+        (
+            zlib.crc32(sanitize_name(line.split(b":", 1)[0].decode("utf-8", "replace")).encode()),
+            line,
+        )
+        for _, line in split_lines(item.body)
+    ]
+    for depth in range(item.depth, HASH_BITS):
+        halves: list[list[bytes]] = [[], []]
+        for crc, line in hashed:
+            halves[(crc >> depth) & 1].append(line)
+        if halves[0] and halves[1]:
+            break
+    else:
+        return []
     carried = decode_gauges(item.params.get("gauges"))
     parts = []
     for bit, lines in enumerate(halves):
-        if not lines:
-            continue
         body = b"\n".join(lines)
         params = {k: v for k, v in item.params.items() if k != "gauges"}
         needed, _ = gauge_updates(body, carried)
         if needed:
             params["gauges"] = encode_gauges(needed)
-        parts.append(_Flush(body, params, f"{item.key}/{bit}", len(lines), item.depth + 1))
+        parts.append(_Flush(body, params, f"{item.key}/{bit}", len(lines), depth + 1))
     return parts
 
 

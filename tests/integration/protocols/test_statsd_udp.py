@@ -248,6 +248,10 @@ def test_a_flush_over_the_batch_limit_is_split_by_name(tmp_path: Path) -> None:
         assert metric(client, "stats_statsd_flushes_total", outcome="split") >= 3.0
         assert metric(client, "stats_statsd_lines_total", outcome="written") == 20.0
 
+        send(port, b"one.timer:1|ms|#k:a\none.timer:2|ms|#k:b")  # 18 points, one name
+        until_metric(client, "stats_statsd_flushes_total", 1.0, outcome="refused")
+        assert metric(client, "stats_statsd_lines_total", outcome="refused") == 2.0
+
 
 def test_replay_of_the_archive_gives_the_stored_points(tmp_path: Path) -> None:
     with statsd_app(tmp_path) as (client, port):

@@ -174,6 +174,11 @@ def test_flush_split_by_name_aggregates_like_the_whole() -> None:
     assert len({p.key for p in parts}) == len(parts)
 
 
+def test_a_flush_of_one_name_cannot_be_split() -> None:
+    body = b"\n".join(f"one.name:{i}|ms|#host:h{i}".encode() for i in range(50))
+    assert _split(_Flush(body, {"flush_us": str(FLUSH_US)}, "k", 50)) == []
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
