@@ -90,8 +90,8 @@ class StatsdListener:
         self._pending: deque[_Flush] = deque()
         self._gauges: dict[GaugeKey, float] = {}
         self._interval_start_us = _now_us()
-        self._overflow_packets = 0
         self._datagrams = 0
+        self._overflow_packets = 0
         self._overflow_bytes = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
