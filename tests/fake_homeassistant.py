@@ -91,6 +91,7 @@ class FakeHomeAssistant:
         self.connections = 0  # authenticated ones
         self.answer_pings = True
         self.refusing = False
+        self.refused = 0  # handshakes answered 502 while refusing
         self._clients: list[_Client] = []
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
@@ -242,6 +243,7 @@ class FakeHomeAssistant:
         if request.path != "/api/websocket":
             return connection.respond(HTTPStatus.NOT_FOUND, "404: Not Found\n")
         if self.refusing:
+            self.refused += 1
             return Response(502, "Bad Gateway", Headers(), b"Home Assistant is not running\n")
         return None
 

@@ -23,11 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from prometheus_client import Counter, Enum
+from prometheus_client import Counter, Enum, Gauge
 
 from ..errors import Overloaded, ServiceError, Unavailable
 from ..ingest.timestamps import TimestampError, format_us, rfc3339_to_us
-from .homeassistant_client import Answer, AuthInvalid, HomeAssistantError, Session
+from .homeassistant_client import (
+    Answer,
+    AuthInvalid,
+    HomeAssistantError,
+    Session,
+    websocket_url,
+)
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -109,6 +115,7 @@ class HomeAssistantListener:
             raise ValueError("homeassistant_url is not set")
         self._services = services
         self._url = settings.homeassistant_url
+        websocket_url(self._url)  # a URL that cannot work fails the start-up, with the reason
         self._token = settings.homeassistant_token or ""
         self._tenant = settings.homeassistant_tenant
         self._patterns = entity_filter(settings.homeassistant_entities)
@@ -120,6 +127,7 @@ class HomeAssistantListener:
         self._buffer: list[bytes] = []
         self._wake = asyncio.Event()
         self._closing = False
+        self._stopping = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._entities: set[str] = set()
@@ -148,6 +156,11 @@ class HomeAssistantListener:
             "Points written from Home Assistant's history to fill a disconnection gap.",
             registry=registry,
         )
+        self.pending = Gauge(
+            "stats_homeassistant_pending_events",
+            "Events received and waiting for their write.",
+            registry=registry,
+        )
         self.state.state("disconnected")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -171,6 +184,7 @@ class HomeAssistantListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._run_task
         self._closing = True
+        self._stopping.set()
         self._wake.set()
         if self._flush_task is not None:
             await self._flush_task  # writes what is buffered, then ends
@@ -211,6 +225,9 @@ class HomeAssistantListener:
                 reason = await self._heartbeat(session)
             except HomeAssistantError as exc:
                 reason = str(exc)
+            except Exception as exc:  # a bug must not end the listener for good
+                log.exception("homeassistant_listener_error", url=self._url)
+                reason = repr(exc)
             finally:
                 await session.close()
             self.state.state("disconnected")
@@ -246,11 +263,11 @@ class HomeAssistantListener:
             body = orjson.dumps({**answer.message, "result": kept})
         if states:
             await self._write(body, events=0)
-        if gap_from is None or self._backfill_max_us <= 0 or not self._entities:
-            self._seen_until_us = self._seen_until_us or now_us
-            return
-        start_us = max(gap_from - 1_000_000, now_us - self._backfill_max_us)
-        await self._backfill(session, start_us, now_us)
+        if gap_from is not None and self._backfill_max_us > 0 and self._entities:
+            start_us = max(gap_from - 1_000_000, now_us - self._backfill_max_us)
+            await self._backfill(session, start_us, now_us)
+        # covered up to the subscription: the next gap starts at the latest event or here
+        self._seen_until_us = max(self._seen_until_us or now_us, now_us)
 
     async def _backfill(self, session: Session, start_us: int, end_us: int) -> None:
         entities = sorted(self._entities)
@@ -324,18 +341,21 @@ class HomeAssistantListener:
             self._buffer.pop(0)
             self.events.labels("failed").inc()
         self._buffer.append(raw)
+        self.pending.set(len(self._buffer))
         self._wake.set()
 
     async def _flusher(self) -> None:
         while True:
             await self._wake.wait()
             if not self._closing and len(self._buffer) < FLUSH_EVENTS and self._linger > 0:
-                await asyncio.sleep(self._linger)
+                with contextlib.suppress(TimeoutError):  # a stop cuts the linger short
+                    await asyncio.wait_for(self._stopping.wait(), self._linger)
             self._wake.clear()
             taken, self._buffer = self._buffer, []
             if taken:
                 body = b"[" + b",".join(taken) + b"]"
                 await self._write(body, events=len(taken))
+                self.pending.set(len(self._buffer))
             if self._closing and not self._buffer:
                 return
 

@@ -236,8 +236,9 @@ def test_tenant_setting(tmp_path: Path, fake: FakeHomeAssistant) -> None:
         fake.set_state("sensor.t", "5", {})
         home = new_key(client, "read", "home")
         found = wait_for(
-            lambda: client.get("/v1/series", params={"device": "sensor.t"}, headers=home)
-            .json()["items"],
+            lambda: client.get("/v1/series", params={"device": "sensor.t"}, headers=home).json()[
+                "items"
+            ],
             what="the series in tenant home",
         )
         assert found[0]["last_value"] == 5.0
@@ -262,9 +263,10 @@ def test_http_endpoint_writes_to_the_callers_tenant_only(app: TestClient) -> Non
     found = app.get("/v1/series", params={"device": "sensor.pm25"}, headers=reader_b).json()
     assert found["items"][0]["unit"] == "µg/m³"
     # tenant A (default) sees nothing of it, and a read key may not write
-    assert app.get("/v1/series", params={"device": "sensor.pm25"}, headers=reader_a).json()[
-        "items"
-    ] == []
+    assert (
+        app.get("/v1/series", params={"device": "sensor.pm25"}, headers=reader_a).json()["items"]
+        == []
+    )
     refused = app.post("/v1/ingest/homeassistant", content=b"{}", headers=reader_b)
     assert refused.status_code == 403
     assert app.post("/v1/ingest/homeassistant", content=b"{}").status_code == 401
@@ -390,3 +392,35 @@ def test_import_command_goes_through_a_running_server(
         assert found and found[0]["last_value"] == 20.5
     finally:
         server.close()
+
+
+def test_stop_writes_what_was_received(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake, homeassistant_linger_ms=60_000.0)
+    with TestClient(create_app(settings)) as client:
+        connected(fake)
+        fake.set_state("sensor.late", "9", {})
+        wait_for(lambda: metric(client, "stats_homeassistant_pending_events") == 1)
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        assert values(client, "sensor.late") == [9.0]
+
+
+def test_a_url_that_cannot_work_fails_the_start(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, homeassistant_url="ftp://ha", homeassistant_token="t")
+    with (
+        pytest.raises(ValueError, match="not a Home Assistant URL"),
+        TestClient(create_app(settings)),
+    ):
+        pass
+
+
+def test_unreachable_home_assistant_is_retried_with_backoff(tmp_path: Path) -> None:
+    with FakeHomeAssistant() as down:
+        down.refusing = True
+        settings = ha_settings(tmp_path, down)
+        with TestClient(create_app(settings)) as client:
+            wait_for(lambda: down.refused >= 3, what="attempts with backoff")  # 502 each time
+            assert down.connections == 0 and client.get("/v1/health").status_code == 200
+            down.accept()
+            connected(down)
+            down.set_state("sensor.t", "1", {})
+            assert wait_for(lambda: values(client, "sensor.t")) == [1.0]
