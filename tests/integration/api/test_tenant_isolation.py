@@ -167,13 +167,13 @@ def ingest(w: World) -> None:
 def prometheus_write(w: World) -> None:
     import cramjam
 
-    from stats_service.ingest.protocols.prometheus_remote import WriteRequest
+    from stats_service.ingest.protocols.prometheus_remote import WriteRequest, encode_label
 
     before = w.a_points()
     request = WriteRequest()
     series = request.timeseries.add()
     for name, value in (("__name__", A_METRIC), ("device", A_DEVICE)):
-        series.labels.add(name=name, value=value)
+        series.labels.append(encode_label(name, value))
     series.samples.add(value=-2.0, timestamp=(w.now - 60) * 1000)
     body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
     answer = w.client.post("/api/v1/write", content=body, headers=w.b)

@@ -8,13 +8,14 @@ The body is snappy *block* compression (not the framed stream format) of
     Label        { string name = 1; string value = 2; }
     Sample       { double value = 1; int64 timestamp = 2; }    // timestamp: ms since epoch
 
-(field numbers of prometheus/prompb/types.proto and remote.proto). Only the fields above
-are declared in the schema built here at import (no generated code, no protoc); the
-protobuf runtime (upb, in C) skips everything else, so metadata, exemplars and fields of
-later versions cost nothing. Native histograms are declared as opaque bytes only so that
-their loss can be reported. upb was measured against a hand-written wire decoder in
-Python: 7 ms against 13 ms for 2,000 series of 8 labels, 2.5 ms against 6.7 ms for
-100 series of 100 samples, so the runtime decodes.
+(field numbers of prometheus/prompb/types.proto and remote.proto). Only these fields are
+declared in the schema built here at import (no generated code, no protoc); the protobuf
+runtime (upb, in C) skips everything else, so metadata, exemplars and fields of later
+versions cost nothing. Native histograms are declared as opaque bytes only so that their
+loss can be reported. Labels are declared as bytes too and decoded by `decode_label`,
+once per distinct label of a request (job="node" recurs in every series): reading them
+through the runtime's objects costs about twice as much. A hand-written decoder of the
+whole message in Python was slower than the runtime (benchmarks/bench_prometheus_parse.py).
 
 Mapping, per series: `__name__` -> metric; every other label -> a tag of the same name
 (the label `device`, when present, is the device; none is made up from `instance` or
@@ -64,6 +65,7 @@ MAX_LABELS = 64
 MAX_LABEL_VALUE = 1024
 LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 LABEL_NAME_MSG = "label names are 1-128 letters, digits and _ . : - (starting with a letter or _)"
+Label = tuple[str, str]
 _DOUBLE_BITS = struct.Struct("<d")
 _UINT64 = struct.Struct("<Q")
 
@@ -77,16 +79,12 @@ def _write_request_class() -> Callable[[], Any]:
         name="stats_service/prometheus_remote_v1.proto", package="prometheus", syntax="proto3"
     )
     schema: dict[str, list[tuple[str, int, int, int, str]]] = {
-        "Label": [
-            ("name", 1, field.TYPE_STRING, optional, ""),
-            ("value", 2, field.TYPE_STRING, optional, ""),
-        ],
         "Sample": [
             ("value", 1, field.TYPE_DOUBLE, optional, ""),
             ("timestamp", 2, field.TYPE_INT64, optional, ""),
         ],
         "TimeSeries": [
-            ("labels", 1, field.TYPE_MESSAGE, repeated, ".prometheus.Label"),
+            ("labels", 1, field.TYPE_BYTES, repeated, ""),  # Label messages, see decode_label
             ("samples", 2, field.TYPE_MESSAGE, repeated, ".prometheus.Sample"),
             ("histograms", 4, field.TYPE_BYTES, repeated, ""),
         ],
@@ -163,25 +161,26 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
     builder = BatchBuilder(ctx.tenant_id)
     min_ms = -(-MIN_US // 1000)
     max_ms = ctx.max_future_us // 1000
-    valid_names: set[str] = {DEVICE_TAG}
+    labels: dict[bytes, Label | str] = {}  # each distinct label, decoded and checked once
     for i, series in enumerate(request.timeseries):
         if series.histograms:
             count = len(series.histograms)
             builder.drop(
                 f"timeseries[{i}].histograms",
-                f"{_describe(series.labels)}: native histograms are not stored, {count} "
-                "histogram sample(s) skipped; scrape classic histograms or turn off "
+                f"{_describe(series.labels, labels)}: native histograms are not stored, "
+                f"{count} histogram sample(s) skipped; scrape classic histograms or turn off "
                 "send_native_histograms",
             )
-        if not series.samples:
+        samples = series.samples
+        if not samples:
             continue  # exemplars or histograms only: nothing to store
-        found = _series_key(series.labels, ctx.device, valid_names)
+        found = _series_key(series.labels, ctx.device, labels)
         if isinstance(found, str):
-            builder.drop(f"timeseries[{i}]", f"{_describe(series.labels)}: {found}")
+            builder.drop(f"timeseries[{i}]", f"{_describe(series.labels, labels)}: {found}")
             continue
         metric, tags = found
         sid = None
-        for j, sample in enumerate(series.samples):
+        for j, sample in enumerate(samples):
             value = sample.value
             ts = sample.timestamp
             if value - value != 0.0 or not min_ms <= ts <= max_ms:  # NaN, ±Inf, range
@@ -196,39 +195,119 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
 
 
 def _series_key(
-    labels: Any, device: str | None, valid_names: set[str]
+    raw_labels: Any, device: str | None, labels: dict[bytes, Label | str]
 ) -> tuple[str, tuple[tuple[str, str], ...]] | str:
-    """(metric, sorted tags) of a series, or why it is skipped. `valid_names` caches label
-    names already checked in this request (they repeat in every series)."""
-    if len(labels) > MAX_LABELS:
-        return f"{len(labels)} labels; at most {MAX_LABELS} are accepted"
-    metric = None
-    tags: dict[str, str] = {}
-    for label in labels:
-        name = label.name
-        value = label.value
-        if name == METRIC_LABEL:
-            if metric is not None:
-                return "the label __name__ appears twice"
-            metric = value
-            continue
-        if name not in valid_names:
-            if not LABEL_NAME_RE.fullmatch(name):
-                return f"label name {name!r} is invalid: {LABEL_NAME_MSG}"
-            valid_names.add(name)
-        if name in tags:
-            return f"the label {name!r} appears twice"
-        if len(value) > MAX_LABEL_VALUE:
-            return f"label {name!r} has {len(value)} characters (at most {MAX_LABEL_VALUE})"
-        if value:  # an empty value is the same as no label
-            tags[name] = value
+    """(metric, sorted tags) of a series, or why it is skipped."""
+    if len(raw_labels) > MAX_LABELS:
+        return f"{len(raw_labels)} labels; at most {MAX_LABELS} are accepted"
+    pairs = []
+    for raw in raw_labels:
+        label = labels.get(raw)
+        if label is None:
+            label = labels[raw] = _checked_label(raw)
+        if isinstance(label, str):
+            return label
+        pairs.append(label)
+    tags = dict(pairs)
+    if len(tags) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for name in names if names.count(name) > 1)
+        return f"the label {twice!r} appears twice"
+    metric = tags.pop(METRIC_LABEL, "")
     if not metric:
         return "no __name__ label: every series needs a metric name"
     if len(metric) > MAX_NAME or not metric.isprintable():
         return f"metric name {metric[:MAX_NAME]!r} is invalid: 1-{MAX_NAME} printable characters"
+    if "" in tags.values():  # an empty value is the same as no label
+        tags = {name: value for name, value in tags.items() if value}
     if device is not None and DEVICE_TAG not in tags:
         tags[DEVICE_TAG] = device  # a device key's series belong to its device
     return metric, tuple(sorted(tags.items()))
+
+
+def _checked_label(raw: bytes) -> Label | str:
+    """One Label message decoded and checked, or what is wrong with it."""
+    try:
+        name, value = decode_label(raw)
+    except UnicodeDecodeError:
+        return f"a label is not UTF-8 text ({raw[:40]!r})"
+    except (ValueError, IndexError):
+        return f"a label is not a valid prometheus.Label message ({raw[:40]!r})"
+    if name != METRIC_LABEL:
+        if not LABEL_NAME_RE.fullmatch(name):
+            return f"label name {name!r} is invalid: {LABEL_NAME_MSG}"
+        if len(value) > MAX_LABEL_VALUE:
+            return f"label {name!r} has {len(value)} characters (at most {MAX_LABEL_VALUE})"
+    return name, value
+
+
+def decode_label(raw: bytes) -> Label:
+    """(name, value) of an encoded `Label { string name = 1; string value = 2; }`.
+
+    Labels are read from their bytes rather than through the runtime's message objects:
+    the same label (job, instance, ...) recurs in most series of a request, and bytes
+    are a dictionary key, so each distinct one is decoded and checked once. Unknown
+    fields are skipped; a truncated message, a wrong wire type or bad UTF-8 raise
+    ValueError or IndexError."""
+    name = value = ""
+    pos, end = 0, len(raw)
+    while pos < end:
+        key, pos = _varint(raw, pos)
+        wire = key & 7
+        if wire == 2:
+            size, pos = _varint(raw, pos)
+            stop = pos + size
+            if stop > end:
+                raise ValueError("truncated")
+            if key == 0x0A:
+                name = raw[pos:stop].decode()
+            elif key == 0x12:
+                value = raw[pos:stop].decode()
+            pos = stop
+        elif key >> 3 in (1, 2):
+            raise ValueError("name and value are strings (wire type 2)")
+        elif wire == 0:
+            pos = _varint(raw, pos)[1]
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+    if pos != end:
+        raise ValueError("truncated")
+    return name, value
+
+
+def encode_label(name: str, value: str) -> bytes:
+    """The Label message of (name, value), as the runtime writes it (for senders in tests
+    and benchmarks: the parser's schema keeps labels as bytes)."""
+    out = bytearray()
+    for key, text in ((0x0A, name), (0x12, value)):
+        data = text.encode()
+        if data:
+            out.append(key)
+            size = len(data)
+            while size >= 0x80:
+                out.append(size & 0x7F | 0x80)
+                size >>= 7
+            out.append(size)
+            out += data
+    return bytes(out)
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    byte = raw[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    result, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = raw[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos + 1
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
 
 
 def _bad_sample(value: float, ts: int, min_ms: int, max_ms: int, now_us: int) -> str | None:
@@ -248,16 +327,20 @@ def _bad_sample(value: float, ts: int, min_ms: int, max_ms: int, now_us: int) ->
     )
 
 
-def _describe(labels: Any) -> str:
+def _describe(raw_labels: Any, labels: dict[bytes, Label | str]) -> str:
     """A series as Prometheus writes it, shortened: for messages an operator can act on."""
     name = ""
     rest = []
-    for label in labels:
-        if label.name == METRIC_LABEL and not name:
-            name = label.value if label.value.isprintable() else _quote(label.value)
+    for raw in raw_labels:
+        try:
+            key, value = decode_label(raw)
+        except (ValueError, IndexError):
+            rest.append("<not a label>")
+            continue
+        if key == METRIC_LABEL and not name:
+            name = value if value.isprintable() else _quote(value)
         else:
-            key = label.name if label.name.isprintable() else _quote(label.name)
-            rest.append(f"{key}={_quote(label.value)}")
+            rest.append(f"{key if key.isprintable() else _quote(key)}={_quote(value)}")
     text = name + "{" + ", ".join(rest) + "}"
     return text if len(text) <= 200 else text[:197] + "..."
 

@@ -148,6 +148,18 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def raw_series(labels: list[bytes], value: float, timestamp: int) -> bytes:
+    """A WriteRequest entry (field 1) of hand-encoded Label messages and one sample: for
+    labels the runtime would never write (bad UTF-8, unknown or broken fields)."""
+    sample = b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(timestamp)
+    series = b"".join(_field(1, label) for label in labels) + _field(2, sample)
+    return _field(1, series)
+
+
 def named(name: str, *labels: tuple[str, str]) -> list[tuple[str, str]]:
     return [("__name__", name), *labels]
 
@@ -277,7 +289,21 @@ def golden_cases() -> dict[str, tuple[bytes, dict[str, str] | None]]:
         ),
         "not_snappy": (b"\xff\x06\x00\x00sNaPpY this is the framed format, not a block", None),
         "not_protobuf": (snappy(b"\x0a\xff\xff\xff\xff\x0f garbage"), None),
-        "invalid_utf8": (snappy(b"\x0a\x08\x0a\x06\x0a\x02\xc3\x28\x12\x00"), None),
+        "label_wire_edges": (
+            snappy(
+                raw_series([b"\x0a\x08__name__\x12\x03bad", b"\x0a\x02\xc3\x28\x12\x01x"], 1.0, t)
+                + raw_series([b"\x0a\x08__name__\x12\x04cut_", b"\x0a\x05job\x12"], 2.0, t)
+                + raw_series([b"\x0a\x08__name__\x12\x03int", b"\x08\x05"], 3.0, t)
+                + raw_series(
+                    # a later version's field 3 (varint, 64-bit, bytes) inside a Label
+                    [b"\x12\x05extra\x0a\x08__name__\x18\x01\x21" + b"\x00" * 8],
+                    4.0,
+                    t,
+                )
+                + write_request([Series(named("fine"), [(5.0, t)])])
+            ),
+            None,
+        ),
         "decompression_bomb": (_varint(300 * 1024 * 1024) + b"\x00" * 16, None),
         "empty_body": (b"", None),
     }

@@ -19,6 +19,7 @@ from make_prometheus_cases import (
     NORMAL_NAN,
     STALE_NAN,
     T0_MS,
+    FullWriteRequest,
     Series,
     body,
     golden_cases,
@@ -144,3 +145,30 @@ def test_golden_cases_are_what_the_generator_makes() -> None:
         assert (case / "input.bin").read_bytes() == data, name
         params_file = case / "params.json"
         assert (json.loads(params_file.read_text()) if params_file.exists() else None) == params
+
+
+TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300)
+
+
+@given(TEXT, TEXT)
+@settings(max_examples=200, deadline=None)
+def test_decode_label_reads_what_the_runtime_writes(name: str, value: str) -> None:
+    label = FullWriteRequest().timeseries.add().labels.add(name=name, value=value)
+    assert prometheus_remote.decode_label(label.SerializeToString()) == (name, value)
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=300, deadline=None)
+def test_decode_label_fails_only_with_value_or_index_errors(raw: bytes) -> None:
+    try:
+        name, value = prometheus_remote.decode_label(raw)
+    except (ValueError, IndexError):
+        return
+    assert isinstance(name, str) and isinstance(value, str)
+
+
+@given(TEXT, TEXT)
+@settings(max_examples=200, deadline=None)
+def test_encode_label_writes_what_the_runtime_writes(name: str, value: str) -> None:
+    label = FullWriteRequest().timeseries.add().labels.add(name=name, value=value)
+    assert prometheus_remote.encode_label(name, value) == label.SerializeToString()
