@@ -605,3 +605,30 @@ def test_retention_policy_and_org_parameters_are_accepted_and_ignored(client: Te
     assert answer.status_code == 204, answer.text
     assert query(client, "SHOW DATABASES")[0]["series"][0]["values"] == [["x"]]
     assert len(read(client, series_of(client, "rp")["rp_v"]["id"])["value"]) == 1
+
+
+def test_telegraf_shaped_requests(client: TestClient) -> None:
+    """What Telegraf's outputs.influxdb sends: CREATE DATABASE as a form, gzip writes."""
+    key = new_key(client, "ingest")["X-API-Key"]
+    created = client.post(
+        "/query",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Telegraf"},
+        auth=("telegraf", key),
+        content=b"q=CREATE+DATABASE+%22telegraf%22",
+    )
+    assert created.status_code == 200 and created.json() == {"results": [{"statement_id": 0}]}
+    metrics = "\n".join(
+        f"cpu,cpu=cpu-total,host=server01 usage_idle=9{i}.5,usage_user=1.25 {time.time_ns() - i}"
+        for i in range(5)
+    )
+    answer = client.post(
+        "/write",
+        params={"db": "telegraf", "rp": "", "consistency": "any"},
+        headers={"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip"},
+        auth=("telegraf", key),
+        content=gzip.compress(metrics.encode()),
+    )
+    assert answer.status_code == 204, answer.text
+    found = series_of(client, "server01")
+    assert set(found) == {"cpu_usage_idle", "cpu_usage_user"}
+    assert found["cpu_usage_idle"]["tags"] == {"cpu": "cpu-total", "device": "server01"}
