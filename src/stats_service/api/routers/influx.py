@@ -93,9 +93,10 @@ async def _database(services: Services, principal: Principal, name: str, dialect
 
 
 async def _write(
-    request: Request, services: Services, dialect: Dialect, database: str | None, precision: str
+    request: Request, services: Services, dialect: Dialect, database: str | None
 ) -> Response:
     principal = influx_principal(request, services, database)
+    precision = _precision(dialect, request.query_params.get("precision"))
     if not database:
         raise InfluxError(
             400, "database is required" if dialect is Dialect.V1 else "bucket is required"
@@ -127,10 +128,8 @@ def _answer(dialect: Dialect, exc: Exception) -> Response:
 @router.post("/write", status_code=204)
 async def write_v1(request: Request, services: ServicesDep) -> Response:
     """InfluxDB 1.x write: line protocol into the key's tenant; `db` names the database."""
-    query = request.query_params
     try:
-        precision = _precision(Dialect.V1, query.get("precision"))
-        return await _write(request, services, Dialect.V1, query.get("db"), precision)
+        return await _write(request, services, Dialect.V1, request.query_params.get("db"))
     except (InfluxError, ServiceError) as exc:
         return _answer(Dialect.V1, exc)
 
@@ -143,8 +142,7 @@ async def write_v2(request: Request, services: ServicesDep) -> Response:
     if bucket and "/" in bucket:  # InfluxDB 1.8's "database/retention-policy" form
         bucket = bucket.split("/", 1)[0]
     try:
-        precision = _precision(Dialect.V2, query.get("precision"))
-        return await _write(request, services, Dialect.V2, bucket, precision)
+        return await _write(request, services, Dialect.V2, bucket)
     except (InfluxError, ServiceError) as exc:
         return _answer(Dialect.V2, exc)
 
