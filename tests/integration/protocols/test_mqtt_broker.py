@@ -513,7 +513,7 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     conf.write_text(
         # `user`: run as root, Mosquitto would switch to `mosquitto`, which may not write here
         f"listener {port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous true\n"
-        "persistence true\n"
+        "persistence true\nmax_queued_messages 100000\n"
         f"persistence_location {store}/\nlog_dest file {store}/mosquitto.log\n"
     )
     broker = PrivateBroker(conf, port, [])
