@@ -73,7 +73,11 @@ WRITE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "snappy block compression of a protobuf prometheus.WriteRequest",
-        "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}},
+        # octet-stream too: it is accepted, and tools without a protobuf serializer
+        # (schemathesis) can send it
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES
+        },
     }
 }
 
