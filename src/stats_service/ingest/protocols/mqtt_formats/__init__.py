@@ -30,6 +30,10 @@ def _tasmota(spec: dict[str, Any]) -> Handler:
     return Tasmota(spec.get("prefix", ""), spec.get("timezone"), spec.get("device_timezones"))
 
 
+def _statestream(spec: dict[str, Any]) -> Handler:
+    return Statestream(spec.get("prefix", ""), spec.get("base_topic", "homeassistant"))
+
+
 def _thingsboard(spec: dict[str, Any]) -> Handler:
     return Thingsboard(spec.get("prefix", ""), spec.get("device"))
 
@@ -38,7 +42,7 @@ PRESETS: dict[str, tuple[frozenset[str], Callable[[dict[str, Any]], Handler] | N
     "stats": (frozenset(), lambda spec: Stats(spec.get("prefix", ""))),
     "tasmota": (frozenset({"timezone", "device_timezones"}), _tasmota),
     "esphome": (frozenset(), lambda spec: Esphome(spec.get("prefix", ""))),
-    "homeassistant_statestream": (frozenset(), lambda spec: Statestream(spec.get("prefix", ""))),
+    "homeassistant_statestream": (frozenset({"base_topic"}), _statestream),
     DISCOVERY: (frozenset(), None),  # learned by the listener, see homeassistant.py
     "thingsboard": (frozenset({"device"}), _thingsboard),
 }

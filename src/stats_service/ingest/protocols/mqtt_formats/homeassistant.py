@@ -43,15 +43,18 @@ _SLUG = re.compile(r"[^A-Za-z0-9._:@-]+")
 
 
 class Statestream:
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", base_topic: str = "homeassistant") -> None:
+        if not base_topic or "/" in base_topic or "+" in base_topic or "#" in base_topic:
+            raise ValueError("base_topic must be one topic level, e.g. 'homeassistant'")
         self.prefix = prefix
-        self.filters = (prefix + "homeassistant/+/+/+",)
+        self.base_topic = base_topic
+        self.filters = (f"{prefix}{base_topic}/+/+/+",)
 
     def handle(self, msg: Message, out: Output) -> bool:
         if not msg.topic.startswith(self.prefix):
             return False
         levels = msg.topic[len(self.prefix) :].split("/")
-        if len(levels) != 4 or levels[0] != "homeassistant" or levels[3] == "config":
+        if len(levels) != 4 or levels[0] != self.base_topic or levels[3] == "config":
             return False
         device, attribute = f"{levels[1]}.{levels[2]}", levels[3]
         text = msg.text()
