@@ -327,3 +327,21 @@ def test_a_full_shard_batch_in_one_request(client: TestClient, services: Service
     assert write(client, data).status_code == 204
     assert count(services, "points") == 2000
     assert count(services, "series") == 2000
+
+
+def test_the_archived_body_is_parsed_again_by_replay(client: TestClient) -> None:
+    t = now_ms()
+    data = body(
+        [
+            Series([("__name__", "replayed"), ("job", "r")], [(1.0, t), (STALE_NAN, t + 1)]),
+            Series([("job", "r")], [(2.0, t)]),  # skipped again, without failing the replay
+        ]
+    )
+    assert write(client, data).status_code == 400  # partial: one series stored
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    answer = client.post("/v1/admin/replay", json={"from": day, "to": day}, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["batches"] == 1 and report["failed"] == []
+    assert report["points"] == 0  # replay never overwrites: the point is there already
+    assert points(client, series(client, "replayed")[0]["id"]) == [1.0]
