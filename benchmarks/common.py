@@ -412,6 +412,50 @@ def line_bodies(shape: Shape, rounds: int, start_us: int, seed: int = 1,
             yield ("\n".join(lines) + "\n").encode()
 
 
+TSBS_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
+                "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "sa-east-1")
+
+
+def tsbs_cpu_tagsets(hosts: int, seed: int = 1) -> list[str]:
+    """The measurement-and-tags text of each host, as TSBS devops writes it."""
+    rng = random.Random(seed)
+    out = []
+    for h in range(hosts):
+        region = rng.choice(TSBS_REGIONS)
+        out.append(
+            f"cpu,hostname=host_{h},region={region},datacenter={region}{rng.choice('abc')},"
+            f"rack={rng.randint(0, 99)},os=Ubuntu{rng.choice(['15.10', '16.04LTS', '16.10'])},"
+            f"arch={rng.choice(['x64', 'x86'])},team={rng.choice(['SF', 'NYC', 'LON', 'CHI'])},"
+            f"service={rng.randint(0, 19)},service_version={rng.randint(0, 1)},"
+            f"service_environment={rng.choice(['production', 'staging', 'test'])}"
+        )
+    return out
+
+
+def tsbs_cpu_bodies(hosts: int, lines_per_body: int, bodies: int, start_ns: int,
+                    interval_s: float = 10.0, seed: int = 1) -> list[bytes]:
+    """TSBS devops cpu-only data as Influx line protocol (10 integer fields per line,
+    nanosecond timestamps): every `interval_s` one line per host, in time order, cut into
+    bodies of `lines_per_body` lines."""
+    tagsets = tsbs_cpu_tagsets(hosts, seed)
+    walks = [Walk(len(CPU_FIELDS), seed * 100_003 + h, decimals=0) for h in range(hosts)]
+    step = int(interval_s * 1e9)
+    out: list[bytes] = []
+    lines: list[str] = []
+    i = 0
+    while len(out) < bodies:
+        h = i % hosts
+        ts = start_ns + (i // hosts) * step
+        values = ",".join(f"{n}={int(v)}i" for n, v in zip(CPU_FIELDS, walks[h].step(),
+                                                            strict=True))
+        lines.append(f"{tagsets[h]} {values} {ts}")
+        i += 1
+        if len(lines) == lines_per_body:
+            out.append(("\n".join(lines) + "\n").encode())
+            lines = []
+    return out
+
+
 # -- bounded client loops ----------------------------------------------------------------
 
 

@@ -75,10 +75,9 @@ from .influx_scan import (
     Record,
     closes_string,
     field_value,
-    scan_key,
     scan_record,
 )
-from .influx_series import Layout, SeriesEntry, map_series, refused
+from .influx_series import Layout, SeriesEntry, entry_for, register
 
 # precision -> (multiplier, divisor) from the sent unit to microseconds
 PRECISIONS: dict[str, tuple[int, int]] = {
@@ -93,8 +92,6 @@ PRECISIONS: dict[str, tuple[int, int]] = {
 }
 MAX_TEXT = 65_535
 MAX_SHOWN = 200  # characters of a bad line quoted in its message
-_COMMENT = refused("comment")  # fast path: a comment line
-_EXACT = refused("exact")  # fast path: a line for the exact reader (blank, indented, bad key)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _TIMESTAMPS = re.compile(r"-?\d{1,19}(?:,-?\d{1,19})*", re.A)
 _TIMESTAMP = re.compile(r"-?\d{1,19}", re.A)
@@ -138,8 +135,8 @@ class _Parser:
         self.now_sent = ctx.now_us * self.div // self.mul  # server time in the sent unit
         self.latest_us = min(MAX_US, ctx.max_future_us)
         self.builder = BatchBuilder(ctx.tenant_id)
-        self.entries: dict[str, SeriesEntry] = {}
-        self.patterns: dict[tuple[str, ...], re.Pattern[str]] = {}
+        self.keys: dict[str, _Key] = {}  # fast path: raw key text -> its entry this request
+        self.units = False  # whether a series with a unit was registered in this request
         self.bad_utf8 = False
         self.drops: list[tuple[int, str]] = []
         self.e_sid: list[int] = []
@@ -221,14 +218,18 @@ class _Parser:
 
     def _add(self, record: Record, line_no: int) -> None:
         """The points of one read line; LineError refuses the line whole."""
-        entry = self._entry(record.key, record.measurement, record.tags)
+        entry = entry_for(self.ctx.tenant_id, self.ctx.device, record.key)
+        assert entry is not None  # the key was read without error
         if entry.error is not None:
             raise LineError(entry.error)
-        sids = [entry.sid(name, self.builder) for name, _ in record.fields]
+        series = [entry.series(name) for name, _ in record.fields]
         if any(isinstance(value, str) and len(value) > MAX_TEXT for _, value in record.fields):
             raise LineError(f"string field value longer than {MAX_TEXT} characters")
         ts = self._timestamp(record.timestamp)
-        for sid, (_, value) in zip(sids, record.fields, strict=True):
+        for sid, meta in series:
+            self.units = self.units or meta.unit is not None
+            register(self.builder, sid, meta)
+        for (sid, _), (_, value) in zip(series, record.fields, strict=True):
             if isinstance(value, str):
                 self.builder.add_state(sid, ts, value)
             else:
@@ -236,12 +237,6 @@ class _Parser:
                 self.e_ts.append(ts)
                 self.e_value.append(value)
                 self.e_line.append(line_no)
-
-    def _entry(self, key: str, measurement: str, tags: list[tuple[str, str]]) -> SeriesEntry:
-        entry = self.entries.get(key)
-        if entry is None or entry is _EXACT:
-            entry = self.entries[key] = map_series(measurement, tags, self.ctx.device)
-        return entry
 
     def _timestamp(self, text: str | None) -> int:
         sent = self.now_sent if text is None else int(text) if len(text) <= 21 else INT64_MAX + 1
@@ -261,7 +256,7 @@ class _Parser:
 
     def _fast(self, candidates: list[tuple[int, str]], lines: list[str]) -> _FastPoints | None:
         """Lines without backslash or quote; those it cannot take go to `_exact`."""
-        entries = self.entries
+        keys = self.keys
         values: list[str] = []
         stamps: list[str] = []
         layouts: list[tuple[int, ...]] = []
@@ -270,14 +265,14 @@ class _Parser:
         for i, line in candidates:
             key, _, rest = line.partition(" ")
             fields, _, stamp = rest.partition(" ")
-            entry = entries.get(key)
-            if entry is None:
-                entry = entries[key] = self._fast_entry(key)
-            layout = entry.last
+            known = keys.get(key)
+            if known is None:
+                known = keys[key] = self._key(key)
+            layout = known.last
             if layout is None or (match := layout.pattern.fullmatch(fields)) is None:  # type: ignore[union-attr]
-                found = self._layout(entry, fields)
+                found = self._layout(known, fields)
                 if found is None:
-                    if entry is not _COMMENT:
+                    if known is not _COMMENT:
                         exact.append(i)
                     continue
                 layout, match = found
@@ -290,45 +285,33 @@ class _Parser:
             self._exact(lines, i)
         return fast
 
-    def _fast_entry(self, key: str) -> SeriesEntry:
+    def _key(self, key: str) -> _Key:
         if not key or key[0] in " \t\0":
             return _EXACT
         if key[0] == "#":
             return _COMMENT
-        try:
-            _, measurement, tags = scan_key(key + " ")
-        except LineError:
+        entry = entry_for(self.ctx.tenant_id, self.ctx.device, key)
+        if entry is None or entry.error is not None:
             return _EXACT
-        return map_series(measurement, tags, self.ctx.device)
+        return _Key(entry)
 
-    def _layout(self, entry: SeriesEntry, fields: str) -> tuple[Layout, re.Match[str]] | None:
-        """The layout of a field set not seen with this entry just before (or None: the
-        line goes to the exact path)."""
-        if entry.error is not None:
+    def _layout(self, known: _Key, fields: str) -> tuple[Layout, re.Match[str]] | None:
+        """The layout of a field set not seen with this key just before, its series
+        registered in this request's batch (None: the line goes to the exact path)."""
+        if known.entry is None:
             return None
-        names = tuple(fields.replace("=", ",").split(",")[0::2])
-        layout = entry.layouts.get(names)
-        if layout is None:
-            layout = entry.layouts[names] = self._new_layout(entry, names)
+        layout = known.entry.layout(tuple(fields.replace("=", ",").split(",")[0::2]))
         match = layout.pattern.fullmatch(fields) if layout.pattern is not None else None
         if match is None:
             return None
-        entry.last = layout
+        if layout.unit or self.units:  # keep the first unit given to a series
+            self.units = True
+            for sid, meta in layout.metas.items():
+                register(self.builder, sid, meta)
+        else:
+            self.builder.series.update(layout.metas)
+        known.last = layout
         return layout, match
-
-    def _new_layout(self, entry: SeriesEntry, names: tuple[str, ...]) -> Layout:
-        if not all(names):
-            return Layout(None)
-        try:
-            sids = tuple(entry.sid(name, self.builder) for name in names)
-        except LineError:
-            return Layout(None)
-        pattern = self.patterns.get(names)
-        if pattern is None:
-            pattern = self.patterns[names] = re.compile(
-                ",".join(re.escape(name) + "=([^,=]*)" for name in names)
-            )
-        return Layout(pattern, sids)
 
     def _columns(
         self,
@@ -438,6 +421,21 @@ class _Parser:
             dropped=b.dropped,
             dropped_count=b.dropped_count,
         )
+
+
+class _Key:
+    """A measurement-and-tags text as one request's fast path knows it: its (shared)
+    entry and the layout of its previous line in this request."""
+
+    __slots__ = ("entry", "last")
+
+    def __init__(self, entry: SeriesEntry | None) -> None:
+        self.entry = entry
+        self.last: Layout | None = None
+
+
+_COMMENT = _Key(None)  # fast path: a comment line
+_EXACT = _Key(None)  # fast path: a line for the exact reader (blank, indented, bad key)
 
 
 class _FastPoints:

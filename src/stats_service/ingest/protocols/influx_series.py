@@ -1,8 +1,9 @@
 """How the measurement and tag set of an InfluxDB line map onto our series.
 
-One `SeriesEntry` per distinct raw measurement-and-tags text of a request: it knows the
-tags (device included), how field names become metric names, the unit, and caches the
-series id of every field seen with it, so a repeated series key costs one dict lookup.
+One `SeriesEntry` per distinct raw measurement-and-tags text: it knows the tags (device
+included), how field keys become metric names, the unit, and remembers the series of
+every field key and field-key sequence seen with it, so a repeated series key costs one
+dict lookup.
 The rules are documented in `influx_line.py`.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ...model import DEVICE_TAG, SeriesKey, SeriesMeta
 from .base import BatchBuilder
-from .influx_scan import LineError
+from .influx_scan import LineError, scan_key
 from .json_v1 import DEVICE_MSG, DEVICE_RE
 
 MAX_NAME = 256  # measurement, tag keys and values, field keys and the metric names made of them
@@ -26,26 +27,36 @@ HA_ENTITY_TAG = "entity_id"
 _FORBIDDEN = re.compile(r"[\x00-\x1f\ud800-\udfff]")
 
 
+Series = tuple[int, SeriesMeta]  # id and metadata; the metadata is shared: never mutated
+MAX_LAYOUTS = 64  # field-key sequences remembered per series key (bounds a cached entry)
+MAX_FIELDS = 1024  # field keys remembered per series key
+
+
 @dataclass(slots=True)
 class Layout:
-    """The fast path's memory of one field-key sequence under one series entry: a
-    pattern that matches exactly these keys in this order, and their series ids."""
+    """One field-key sequence under one series key, as the fast path meets it: a
+    pattern that matches exactly these keys in this order, and their series."""
 
     pattern: re.Pattern[str] | None  # None: these keys are refused (the line goes exact)
     sids: tuple[int, ...] = ()
+    metas: dict[int, SeriesMeta] = field(default_factory=dict)
+    unit: bool = False  # whether any of them has a unit
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class SeriesEntry:
-    """Measurement + tag set of a line, mapped: see `influx_line` for the rules."""
+    """Measurement + tag set of a line, mapped (the rules are in `influx_line`). It is
+    a pure function of tenant, default device and key text, so it is shared by the
+    requests of the process (see `entry_for`); what a request uses is registered in its
+    own `BatchBuilder` with `register`."""
 
+    tenant_id: int
     measurement: str
     tags: tuple[tuple[str, str], ...]  # sorted, device included
     home_assistant: bool = False
     unit: str | None = None  # Home Assistant: the unit of the `value` field
     error: str | None = None  # why lines with this key are refused
-    sids: dict[str, int] = field(default_factory=dict)
-    last: Layout | None = None  # fast path: the layout of the previous line
+    fields: dict[str, Series] = field(default_factory=dict)
     layouts: dict[tuple[str, ...], Layout] = field(default_factory=dict)
 
     def metric(self, field_key: str) -> str:
@@ -53,11 +64,11 @@ class SeriesEntry:
             return field_key
         return self.measurement if field_key == "value" else f"{self.measurement}_{field_key}"
 
-    def sid(self, field_key: str, builder: BatchBuilder) -> int:
-        """The series id of one field under this key (LineError for a bad field key)."""
-        sid = self.sids.get(field_key)
-        if sid is not None:
-            return sid
+    def series(self, field_key: str) -> Series:
+        """The series of one field under this key (LineError for a bad field key)."""
+        known = self.fields.get(field_key)
+        if known is not None:
+            return known
         if len(field_key) > MAX_NAME:
             raise LineError(f"field key longer than {MAX_NAME} characters")
         if _FORBIDDEN.search(field_key):
@@ -65,15 +76,40 @@ class SeriesEntry:
         metric = self.metric(field_key)
         if len(metric) > MAX_NAME:
             raise LineError(f"metric name {metric[:60]!r}... is longer than {MAX_NAME} characters")
-        unit = self.unit if field_key == "value" else None
-        key, sid = series_key(builder.tenant_id, metric, self.tags)
-        meta = builder.series.get(sid)
-        if meta is None:
-            builder.series[sid] = SeriesMeta(key, unit)
-        elif unit and not meta.unit:
-            meta.unit = unit
-        self.sids[field_key] = sid
-        return sid
+        key, sid = series_key(self.tenant_id, metric, self.tags)
+        known = (sid, SeriesMeta(key, self.unit if field_key == "value" else None))
+        if len(self.fields) < MAX_FIELDS:
+            self.fields[field_key] = known
+        return known
+
+    def layout(self, names: tuple[str, ...]) -> Layout:
+        """The layout of a field-key sequence (its pattern is None when a key is bad)."""
+        layout = self.layouts.get(names)
+        if layout is not None:
+            return layout
+        layout = Layout(None)
+        if all(names):
+            try:
+                series = tuple(self.series(name) for name in names)
+            except LineError:
+                pass
+            else:
+                layout = Layout(
+                    fields_pattern(names),
+                    tuple(sid for sid, _ in series),
+                    dict(series),
+                    any(meta.unit for _, meta in series),
+                )
+        if len(self.layouts) < MAX_LAYOUTS:
+            self.layouts[names] = layout
+        return layout
+
+
+def register(builder: BatchBuilder, sid: int, meta: SeriesMeta) -> None:
+    """Add a series to the request's batch; a unit, once given, is kept."""
+    known = builder.series.get(sid)
+    if known is None or (meta.unit and not known.unit):
+        builder.series[sid] = meta
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -87,25 +123,45 @@ def series_key(
     return key, key.series_id
 
 
-def refused(reason: str) -> SeriesEntry:
-    return SeriesEntry("", (), error=reason)
+@functools.lru_cache(maxsize=4096)
+def fields_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Matches a field set with exactly these (unescaped-free) keys, capturing values."""
+    return re.compile(",".join(re.escape(name) + "=([^,=]*)" for name in names))
+
+
+@functools.lru_cache(maxsize=16_384)
+def entry_for(tenant_id: int, default_device: str | None, key: str) -> SeriesEntry | None:
+    """The series entry of a raw measurement-and-tags text (None when the text is not a
+    valid key). Memoised for the process: a fleet repeats its keys in every request, and
+    with thousands of hosts most keys are new to each request."""
+    try:
+        _, measurement, tags = scan_key(key + " ")
+    except LineError:
+        return None
+    return map_series(tenant_id, measurement, tags, default_device)
+
+
+def refused(tenant_id: int, reason: str) -> SeriesEntry:
+    return SeriesEntry(tenant_id, "", (), error=reason)
 
 
 def map_series(
-    measurement: str, tags: list[tuple[str, str]], default_device: str | None
+    tenant_id: int, measurement: str, tags: list[tuple[str, str]], default_device: str | None
 ) -> SeriesEntry:
     """The series entry of a measurement and its (unescaped, distinct) tags."""
     if len(measurement) > MAX_NAME:
-        return refused(f"measurement longer than {MAX_NAME} characters")
+        return refused(tenant_id, f"measurement longer than {MAX_NAME} characters")
     if _FORBIDDEN.search(measurement):
-        return refused("measurement contains control characters")
+        return refused(tenant_id, "measurement contains control characters")
     if len(tags) > MAX_TAGS:
-        return refused(f"more than {MAX_TAGS} tags")
+        return refused(tenant_id, f"more than {MAX_TAGS} tags")
     for key, value in tags:
         if len(key) > MAX_NAME or len(value) > MAX_NAME:
-            return refused(f"tag {key[:60]!r} longer than {MAX_NAME} characters (key or value)")
+            return refused(
+                tenant_id, f"tag {key[:60]!r} longer than {MAX_NAME} characters (key or value)"
+            )
         if _FORBIDDEN.search(key) or _FORBIDDEN.search(value):
-            return refused(f"tag {key[:60]!r} contains control characters")
+            return refused(tenant_id, f"tag {key[:60]!r} contains control characters")
     named = dict(tags)
     home_assistant = HA_DOMAIN_TAG in named and HA_ENTITY_TAG in named
     unit = None
@@ -121,6 +177,6 @@ def map_series(
         device = default_device
     if device is not None:
         if not DEVICE_RE.fullmatch(device):
-            return refused(f"device {device[:60]!r} {DEVICE_MSG}")
+            return refused(tenant_id, f"device {device[:60]!r} {DEVICE_MSG}")
         named[DEVICE_TAG] = device
-    return SeriesEntry(measurement, tuple(sorted(named.items())), home_assistant, unit)
+    return SeriesEntry(tenant_id, measurement, tuple(sorted(named.items())), home_assistant, unit)
