@@ -51,6 +51,7 @@ PROTOCOL = "mqtt"
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 10.0
 STOP_TIMEOUT_S = 15.0
+STOP_RETRY_S = 2.0  # on shutdown an unavailable store is not waited for long: the broker keeps them
 UNMATCHED_LOG_EVERY_S = 60.0
 DUPLICATE_WINDOW_US = 20_000
 
@@ -253,6 +254,13 @@ class BrokerListener:
             try:
                 await self._process(taken)
             except Exception:  # never let one bundle end the listener; nothing is acked
+                if self._closing:  # the broker keeps them for the next session
+                    log.warning(
+                        "mqtt_stopped_unacknowledged",
+                        broker=self.config.name,
+                        messages=count + len(self._buffer),
+                    )
+                    return
                 log.exception("mqtt_bundle_failed", broker=self.config.name, messages=count)
                 await asyncio.sleep(RETRY_MIN_S)
                 with self._lock:
@@ -350,7 +358,7 @@ class BrokerListener:
                 )
             except (Overloaded, Unavailable) as exc:
                 if self._closing:
-                    stop_deadline = stop_deadline or time.monotonic() + STOP_TIMEOUT_S / 2
+                    stop_deadline = stop_deadline or time.monotonic() + STOP_RETRY_S
                     if time.monotonic() > stop_deadline:
                         raise
                 wait = max(delay, float(getattr(exc, "retry_after", 0) or 0))

@@ -474,6 +474,36 @@ def test_backpressure_is_retried_until_the_store_takes_the_bundle(tmp_path: Path
         poll(lambda: v if len(v := values_of(client, sid)) == 5 else None, "5 messages")
 
 
+def test_stop_while_the_store_refuses_leaves_messages_to_the_next_session(
+    tmp_path: Path,
+) -> None:
+    """Messages received but never committed are not acknowledged: after a restart of
+    the app (same data dir, same client id) the broker delivers them again."""
+    from stats_service.errors import Overloaded
+
+    p = prefix()
+    broker = broker_config(p)
+    with mqtt_app(tmp_path, broker) as client:
+        calls = 0
+
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            raise Overloaded("queue full (test)", retry_after=0.05)
+
+        services_of(client).pipeline.ingest = refuse  # type: ignore[method-assign]
+        with publisher() as pub:
+            for i in range(5):
+                publish(
+                    pub, f"{p}stats/held2/n", orjson.dumps({"value": i, "ts": 1714564800000 + i})
+                )
+        poll(lambda: True if calls >= 1 else None, "a refused bundle")
+    with mqtt_app(tmp_path, broker) as client:
+        sid = wait_series(client, "held2", {"n"})["n"]["id"]
+        values = poll(lambda: v if len(v := values_of(client, sid)) >= 5 else None, "5 messages")
+    assert values == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
 @dataclass
 class PrivateBroker:
     """A private Mosquitto with persistence on a free port, to stop and start at will."""
