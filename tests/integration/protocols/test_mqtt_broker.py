@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -555,6 +556,98 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(10)
+
+
+def _need_programs(*names: str) -> None:
+    for name in names:
+        if shutil.which(name) is None and not os.path.exists(name):
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{name} is missing: install its Debian package")
+            pytest.skip(f"{name} is not installed")
+
+
+def _tls_files(root: Path) -> None:
+    """A CA and a server certificate for 127.0.0.1 (EC keys: quick to make)."""
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=stats test CA",
+    )
+    openssl("req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+
+
+def test_tls_with_user_name_and_password(tmp_path: Path) -> None:
+    _need_programs(MOSQUITTO, "mosquitto_passwd", "openssl")
+    root = tmp_path / "tls"
+    root.mkdir()
+    _tls_files(root)
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(root / "passwords"), "stats", "s@cret"],
+        check=True,
+        capture_output=True,
+    )
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = int(probe.getsockname()[1])
+    conf = root / "mosquitto.conf"
+    conf.write_text(
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\ncafile {root}/ca.crt\n"
+        f"certfile {root}/server.crt\nkeyfile {root}/server.key\nallow_anonymous false\n"
+        f"password_file {root}/passwords\nlog_dest none\n"
+    )
+    broker = PrivateBroker(conf, port, [])
+    broker.start()
+    try:
+        p = prefix()
+        config = broker_config(p, port=port, ca_file=str(root / "ca.crt"))
+        config["url"] = f"mqtts://stats:s%40cret@{HOST}:{port}"
+        with mqtt_app(tmp_path, config) as client:
+            pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+            pub.tls_set(ca_certs=str(root / "ca.crt"))
+            pub.username_pw_set("stats", "s@cret")
+            pub.connect(HOST, port, 30)
+            pub.loop_start()
+            try:
+                publish(pub, f"{p}stats/secure1/t", "7.5")
+            finally:
+                pub.disconnect()
+                pub.loop_stop()
+            assert wait_series(client, "secure1", {"t"})["t"]["last_value"] == 7.5
+    finally:
+        for proc in broker.procs:
+            proc.terminate()
+            proc.wait(10)
 
 
 def test_broker_restart_mid_stream_loses_nothing(
