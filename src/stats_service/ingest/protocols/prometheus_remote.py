@@ -167,7 +167,7 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
             count = len(series.histograms)
             builder.drop(
                 f"timeseries[{i}].histograms",
-                f"{_describe(series.labels, labels)}: native histograms are not stored, "
+                f"{_describe(series.labels)}: native histograms are not stored, "
                 f"{count} histogram sample(s) skipped; scrape classic histograms or turn off "
                 "send_native_histograms",
             )
@@ -176,7 +176,7 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
             continue  # exemplars or histograms only: nothing to store
         found = _series_key(series.labels, ctx.device, labels)
         if isinstance(found, str):
-            builder.drop(f"timeseries[{i}]", f"{_describe(series.labels, labels)}: {found}")
+            builder.drop(f"timeseries[{i}]", f"{_describe(series.labels)}: {found}")
             continue
         metric, tags = found
         sid = None
@@ -327,7 +327,7 @@ def _bad_sample(value: float, ts: int, min_ms: int, max_ms: int, now_us: int) ->
     )
 
 
-def _describe(raw_labels: Any, labels: dict[bytes, Label | str]) -> str:
+def _describe(raw_labels: Any) -> str:
     """A series as Prometheus writes it, shortened: for messages an operator can act on."""
     name = ""
     rest = []
