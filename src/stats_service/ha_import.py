@@ -131,9 +131,9 @@ async def run_import(
     )
     try:
         states = (await session.command({"type": "get_states"})).result or []
+        ids = [s.get("entity_id") for s in states if isinstance(s, dict)]
         entities = sorted(
-            {s["entity_id"] for s in states if wanted(str(s.get("entity_id")), patterns)}
-            | set(exact)
+            {i for i in ids if isinstance(i, str) and wanted(i, patterns)} | set(exact)
         )
         metas: list[dict[str, Any]] = []
         if plan.statistics:

@@ -108,3 +108,26 @@ def test_statistics_units_apply_wherever_the_metadata_stands() -> None:
             "value": 2.0,
         }
     ]
+
+
+def test_big_history_answers_are_split_without_losing_rows_or_units() -> None:
+    """The listener and the import cut large history results into several bodies; parsed
+    together they give exactly the points of the whole answer (units included)."""
+    from stats_service.listeners.homeassistant import history_bodies
+    from stats_service.listeners.homeassistant_client import Answer
+
+    base = 1_714_550_400.0
+    result = {
+        f"sensor.s{e}": [{"s": "1", "a": {"unit_of_measurement": "W"}, "lu": base}]
+        + [{"s": str(i), "lu": base + i} for i in range(2, 40)]
+        for e in range(5)
+    }
+    message = {"id": 4, "type": "result", "success": True, "result": result}
+    answer = Answer(orjson.dumps(message), message)
+    whole = describe(parse(answer.raw, context()))
+    bodies = list(history_bodies(answer, rows_per_body=25))
+    assert len(bodies) > 5
+    points = [p for body in bodies for p in describe(parse(body, context()))["points"]]
+    assert sorted(points, key=orjson.dumps) == sorted(whole["points"], key=orjson.dumps)
+    assert {p["unit"] for p in points} == {"W"}
+    assert list(history_bodies(answer)) == [answer.raw]  # small: the raw message as is
