@@ -74,9 +74,9 @@ class BrokerConfig:
     protocol: str = "5"
     keepalive: int = 60
     session_expiry_s: int = 7 * 86_400
-    receive_maximum: int = 5000  # above the bundle size: the next bundle arrives during a commit
+    receive_maximum: int = 20_000  # above the bundle size: the next bundle arrives during a commit
     linger_ms: float = 50.0
-    batch_max_messages: int = 1000
+    batch_max_messages: int = 5000
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
 
