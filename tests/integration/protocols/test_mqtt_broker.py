@@ -118,6 +118,7 @@ def broker_config(prefix: str, port: int = PORT, **extra: Any) -> dict[str, Any]
         "reconnect_min_s": 0.05,
         "reconnect_max_s": 0.5,
         "client_id": f"stats-test-{uuid.uuid4().hex[:12]}",
+        "session_expiry_s": 300,  # the shared broker forgets the test sessions soon
     }
     config.update(extra)
     return config
