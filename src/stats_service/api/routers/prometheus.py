@@ -204,9 +204,10 @@ async def _count_stale_markers(
     def count() -> int:
         return prometheus_remote.count_stale_markers(prometheus_remote.decompress(body))
 
+    counter = _stale_counter(request, services)  # listed in /metrics from the first write
     found = count() if len(body) <= INLINE_BYTES else await anyio.to_thread.run_sync(count)
     if found:
-        _stale_counter(request, services).labels(principal.tenant).inc(found)
+        counter.labels(principal.tenant).inc(found)
 
 
 def _stale_counter(request: Request, services: Services) -> Counter:
