@@ -292,6 +292,24 @@ def test_queue_full_is_429_with_retry_after(tmp_path: Path) -> None:
         assert write(client, body(many)).status_code == 204  # room again once drained
 
 
+def test_a_commit_that_takes_too_long_is_503_with_retry_after(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, ingest_timeout_s=0.5)
+    with TestClient(create_app(settings)) as client:
+        services: Services = client.app.state.services  # type: ignore[attr-defined]
+        t = now_ms()
+        requests = Background(client)
+        with writer_held(services) as held:
+            first = body([Series([("__name__", "a")], [(1.0, t)])])
+            requests.post("a", URL, content=first, headers={**PROTOBUF, **ADMIN})
+            assert held.entered.wait(10)
+            answer = write(client, body([Series([("__name__", "b")], [(2.0, t)])]))
+            assert "did not complete in time" in text_error(answer, 503)
+            assert answer.headers["Retry-After"] == "5"
+        requests.join()
+        services.writer.drain()
+        assert write(client, body([Series([("__name__", "c")], [(3.0, t)])])).status_code == 204
+
+
 # -- tenants -------------------------------------------------------------------------------
 
 
