@@ -338,6 +338,44 @@ def test_homeassistant_discovery_then_state(tmp_path: Path) -> None:
             publish(pub, config_topic, b"", retain=True)
 
 
+def test_learned_entities_survive_a_restart(tmp_path: Path) -> None:
+    """Entities are kept in the data dir: a state message that waited in the session
+    while the server was down arrives before the retained config comes again, and is
+    still mapped with its name and unit."""
+    p = prefix()
+    config_topic = f"{p}homeassistant/sensor/node8/power/config"
+    config = {
+        "name": "Power",
+        "state_topic": f"{p}plugs/node8",
+        "unit_of_measurement": "W",
+        "value_template": "{{ value_json.power }}",
+    }
+    broker = broker_config(p)
+    with publisher() as pub:
+        publish(pub, config_topic, orjson.dumps(config), retain=True)
+        try:
+            with mqtt_app(tmp_path, broker) as client:
+                poll(lambda: True if count(client, "discovery") >= 1 else None, "discovery")
+            assert (tmp_path / "data" / "mqtt" / "test-discovery.json").exists()
+            publish(pub, f"{p}plugs/node8", '{"power": 12}')  # queued in the session
+            with mqtt_app(tmp_path, broker) as client:
+                found = wait_series(client, "node8", {"Power"})
+                assert (found["Power"]["last_value"], found["Power"]["unit"]) == (12, "W")
+                assert count(client, "unmatched") == 0
+        finally:
+            publish(pub, config_topic, b"", retain=True)
+
+
+def test_environment_quick_start(tmp_path: Path) -> None:
+    """STATS_MQTT_URL + STATS_MQTT_PRESETS, the client id derived from the data dir."""
+    device = f"env{uuid.uuid4().hex[:8]}"
+    settings = make_settings(tmp_path, mqtt_url=f"mqtt://{HOST}:{PORT}", mqtt_presets="stats")
+    with TestClient(create_app(settings)) as client, publisher() as pub:
+        wait_connected(client, "default")
+        publish(pub, f"stats/{device}/temperature", "19.5")
+        assert wait_series(client, device, {"temperature"})["temperature"]["last_value"] == 19.5
+
+
 def replayed(services: Services) -> set[tuple[str | None, str, float]]:
     """(device, metric, value) of every archived MQTT bundle parsed again as `replay` does."""
     today = datetime.now(UTC).date()
