@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,14 @@ def test_mistakes_name_their_place(tmp_path: Path, text: str, message: str) -> N
     path.write_text(text, encoding="utf-8")
     with pytest.raises(MqttConfigError, match=message):
         load_brokers(make_settings(tmp_path, mqtt_config=path))
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    docs = Path(__file__).parents[3] / "docs" / "protocols" / "mqtt.md"
+    example = re.search(r"```toml\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)
+    assert example is not None
+    path = tmp_path / "mqtt.toml"
+    path.write_text(example.group(1), encoding="utf-8")
+    home, lab = load_brokers(make_settings(tmp_path, mqtt_config=path))
+    assert (home.tls, home.password, lab.tenant) == (True, "s@cret", "lab")
+    assert "tb/v1/gateway/telemetry" in home.ruleset.filters
