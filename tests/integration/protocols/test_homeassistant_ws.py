@@ -114,7 +114,7 @@ def test_numeric_and_text_states_arrive(app: TestClient, fake: FakeHomeAssistant
     assert wait_for(lambda: texts(app, "climate.hall")) == ["heat"]
     assert values(app, "climate.hall", "current_temperature") == [19.5]
     assert values(app, "climate.hall", "temperature") == [21.0]
-    assert metric(app, "stats_homeassistant_events_total", outcome="written") == 5
+    wait_for(lambda: metric(app, "stats_homeassistant_events_total", outcome="written") == 5)
     state = "stats_homeassistant_connection_state"
     assert metric(app, state, **{state: "connected"}) == 1
     # the subscription asked for exactly state_changed, and the current states were read
@@ -202,7 +202,7 @@ def test_reconnect_backfills_the_gap(app: TestClient, fake: FakeHomeAssistant) -
     # 22 twice: the backfill (last change) and get_states (the attribute update after it)
     wait_for(lambda: values(app, "sensor.t") == [20.0, 21.0, 22.0, 22.0], what="the backfill")
     assert metric(app, "stats_homeassistant_reconnects_total") == 1
-    assert metric(app, "stats_homeassistant_backfilled_points_total") >= 2
+    wait_for(lambda: metric(app, "stats_homeassistant_backfilled_points_total") >= 2)
     history = [c for c in fake.commands if c["type"] == "history/history_during_period"]
     assert len(history) == 1
     assert history[0]["include_start_time_state"] is False
