@@ -12,10 +12,11 @@ The body is snappy *block* compression (not the framed stream format) of
 declared in the schema built here at import (no generated code, no protoc); the protobuf
 runtime (upb, in C) skips everything else, so metadata, exemplars and fields of later
 versions cost nothing. Native histograms are declared as opaque bytes only so that their
-loss can be reported. Labels are declared as bytes too and decoded by `decode_label`,
-once per distinct label of a request (job="node" recurs in every series): reading them
-through the runtime's objects costs about twice as much. A hand-written decoder of the
-whole message in Python was slower than the runtime (benchmarks/bench_prometheus_parse.py).
+loss can be reported. Labels are declared as bytes too, and a series' encoded labels are
+mapped to its key and id by `series_entry`, memoised for the process: Prometheus sends
+the same series in every request, and decoding, checking and hashing labels is most of
+the work. A hand-written decoder of the whole message in Python was slower than the
+runtime (benchmarks/bench_prometheus_parse.py, docs/protocols/prometheus.md).
 
 Mapping, per series: `__name__` -> metric; every other label -> a tag of the same name
 (the label `device`, when present, is the device; none is made up from `instance` or
@@ -33,11 +34,12 @@ from the decoded bytes for the endpoint's counter.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import cramjam
 
@@ -50,7 +52,7 @@ from google.protobuf import (  # type: ignore[import-untyped]
 )
 
 from ...errors import BadRequest, PayloadTooLarge
-from ...model import DEVICE_TAG, Batch
+from ...model import DEVICE_TAG, Batch, SeriesKey, SeriesMeta
 from ..timestamps import MIN_US, format_us
 from .base import BatchBuilder, ParseContext
 
@@ -63,6 +65,9 @@ MAX_DECODED_BYTES = 256 * 1024 * 1024  # a hard cap; the endpoint's own limit is
 MAX_NAME = 200
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 1024
+# memo sizes (entries): a series entry holds ~1 kB, a label ~200 B (~20 MB in all)
+SERIES_CACHE = 16_384
+LABEL_CACHE = 16_384
 LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 LABEL_NAME_MSG = "label names are 1-128 letters, digits and _ . : - (starting with a letter or _)"
 Label = tuple[str, str]
@@ -161,7 +166,7 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
     builder = BatchBuilder(ctx.tenant_id)
     min_ms = -(-MIN_US // 1000)
     max_ms = ctx.max_future_us // 1000
-    labels: dict[bytes, Label | str] = {}  # each distinct label, decoded and checked once
+    sids, times, values = builder.sids, builder.ts, builder.values
     for i, series in enumerate(request.timeseries):
         if series.histograms:
             count = len(series.histograms)
@@ -174,11 +179,10 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
         samples = series.samples
         if not samples:
             continue  # exemplars or histograms only: nothing to store
-        found = _series_key(series.labels, ctx.device, labels)
-        if isinstance(found, str):
-            builder.drop(f"timeseries[{i}]", f"{_describe(series.labels)}: {found}")
+        entry = series_entry(ctx.tenant_id, ctx.device, tuple(series.labels))
+        if isinstance(entry, str):
+            builder.drop(f"timeseries[{i}]", f"{_describe(series.labels)}: {entry}")
             continue
-        metric, tags = found
         sid = None
         for j, sample in enumerate(samples):
             value = sample.value
@@ -186,25 +190,48 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
             if value - value != 0.0 or not min_ms <= ts <= max_ms:  # NaN, ±Inf, range
                 reason = _bad_sample(value, ts, min_ms, max_ms, ctx.now_us)
                 if reason:
-                    builder.drop(f"timeseries[{i}].samples[{j}]", f"{metric}: {reason}")
+                    builder.drop(f"timeseries[{i}].samples[{j}]", f"{entry.metric}: {reason}")
                 continue
             if sid is None:
-                sid = builder.series_id(metric, tags, None)
-            builder.add(sid, ts * 1000, value)
+                sid = entry.sid
+                builder.series.setdefault(sid, entry.meta)
+            sids.append(sid)
+            times.append(ts * 1000)
+            values.append(value)
     return builder.build(allow_empty=True)
 
 
+class SeriesEntry(NamedTuple):
+    metric: str
+    sid: int
+    meta: SeriesMeta  # shared by the batches of every request that names the series
+
+
+@functools.lru_cache(maxsize=SERIES_CACHE)
+def series_entry(
+    tenant_id: int, device: str | None, raw_labels: tuple[bytes, ...]
+) -> SeriesEntry | str:
+    """The series of a TimeSeries' encoded labels, or why it is skipped. Prometheus sends
+    the same series in every request (each scrape of a target, every 15 s or so), and
+    decoding, checking, sorting and hashing its labels costs ~4 times the rest of its
+    work: so this pure function is memoised for the process (bounded, thread-safe)."""
+    found = _series_key(raw_labels, device)
+    if isinstance(found, str):
+        return found
+    metric, tags = found
+    key = SeriesKey(tenant_id, metric, tags)
+    return SeriesEntry(metric, key.series_id, SeriesMeta(key, None))
+
+
 def _series_key(
-    raw_labels: Any, device: str | None, labels: dict[bytes, Label | str]
+    raw_labels: tuple[bytes, ...], device: str | None
 ) -> tuple[str, tuple[tuple[str, str], ...]] | str:
     """(metric, sorted tags) of a series, or why it is skipped."""
     if len(raw_labels) > MAX_LABELS:
         return f"{len(raw_labels)} labels; at most {MAX_LABELS} are accepted"
     pairs = []
     for raw in raw_labels:
-        label = labels.get(raw)
-        if label is None:
-            label = labels[raw] = _checked_label(raw)
+        label = checked_label(raw)
         if isinstance(label, str):
             return label
         pairs.append(label)
@@ -225,8 +252,10 @@ def _series_key(
     return metric, tuple(sorted(tags.items()))
 
 
-def _checked_label(raw: bytes) -> Label | str:
-    """One Label message decoded and checked, or what is wrong with it."""
+@functools.lru_cache(maxsize=LABEL_CACHE)
+def checked_label(raw: bytes) -> Label | str:
+    """One Label message decoded and checked, or what is wrong with it. Memoised: the
+    same labels (job, instance, le, ...) recur in most series of every request."""
     try:
         name, value = decode_label(raw)
     except UnicodeDecodeError:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import NOW_US, TESTCASES, cases, context, run_case
+from golden import NOW_US, TESTCASES, cases, context, describe, run_case
 from make_prometheus_cases import (
     NORMAL_NAN,
     STALE_NAN,
@@ -172,3 +173,15 @@ def test_decode_label_fails_only_with_value_or_index_errors(raw: bytes) -> None:
 def test_encode_label_writes_what_the_runtime_writes(name: str, value: str) -> None:
     label = FullWriteRequest().timeseries.add().labels.add(name=name, value=value)
     assert prometheus_remote.encode_label(name, value) == label.SerializeToString()
+
+
+def test_the_series_memo_is_keyed_by_tenant_and_device_key() -> None:
+    data = body([Series([("__name__", "m"), ("job", "j")], [(1.0, T0_MS)])])
+    first = describe(PARSERS[FORMAT](data, context()))
+    assert describe(PARSERS[FORMAT](data, context())) == first  # from the memo
+    other = PARSERS[FORMAT](data, replace(context(), tenant_id=2))
+    [meta] = other.series.values()
+    assert meta.key.tenant_id == 2 and int(other.series_id[0]) == meta.key.series_id
+    device = PARSERS[FORMAT](data, context({"device": "pico-1"}))
+    [meta] = device.series.values()
+    assert meta.key.device == "pico-1"
