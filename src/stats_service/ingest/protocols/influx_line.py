@@ -157,18 +157,18 @@ class _Parser:
             text = text.replace("\r\n", "\n").removesuffix("\r")
         lines = text.split("\n")
         if self.fast and '"' not in text and "\\" not in text:
-            fast = self._fast(list(enumerate(lines)), lines)
+            fast = self._fast(lines, None)
         else:
-            candidates: list[tuple[int, str]] = []
+            candidates: list[int] = []
             i = 0
             while i < len(lines):
                 line = lines[i]
                 if self.fast and '"' not in line and "\\" not in line:
-                    candidates.append((i, line))
+                    candidates.append(i)
                     i += 1
                 else:
                     i = self._exact(lines, i)
-            fast = self._fast(candidates, lines) if candidates else None
+            fast = self._fast(lines, candidates) if candidates else None
         return self._finish(fast)
 
     # -- the exact path --------------------------------------------------------------
@@ -254,15 +254,21 @@ class _Parser:
 
     # -- the fast path ---------------------------------------------------------------
 
-    def _fast(self, candidates: list[tuple[int, str]], lines: list[str]) -> _FastPoints | None:
-        """Lines without backslash or quote; those it cannot take go to `_exact`."""
+    def _fast(self, lines: list[str], indices: list[int] | None) -> _FastPoints | None:
+        """The lines at `indices` (all when None), which hold no backslash or quote;
+        those it cannot take go to `_exact`."""
         keys = self.keys
         values: list[str] = []
         stamps: list[str] = []
         layouts: list[tuple[int, ...]] = []
         taken: list[int] = []
         exact: list[int] = []
-        for i, line in candidates:
+        pairs = (
+            enumerate(lines)
+            if indices is None
+            else zip(indices, [lines[i] for i in indices], strict=True)
+        )
+        for i, line in pairs:
             key, _, rest = line.partition(" ")
             fields, _, stamp = rest.partition(" ")
             known = keys.get(key)
