@@ -18,13 +18,21 @@ with many samples, as after an outage), it times per request:
 - parse, known: the same with the memos warm, as for Prometheus' next scrape.
 
 The whole-message wire decoder lives only here: it was slower than the runtime.
+
+With `--http N` it also starts a real `stats-service serve` and posts N shard batches
+(2,000 node_exporter-like series, one sample each, the timestamps of consecutive
+scrapes) to POST /api/v1/write over keep-alive HTTP, from 1 and from 4 concurrent
+senders (Prometheus' shards), and prints requests/s and samples/s end to end (parse,
+archive, durable commit).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +43,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_machine
+from common import ADMIN_KEY, Server, print_machine
 from stats_service.ingest.protocols import prometheus_remote
 from stats_service.ingest.protocols.base import ParseContext
 
@@ -98,14 +106,19 @@ def node_labels(i: int) -> list[tuple[str, str]]:
     ]
 
 
-def make_body(series: int, samples: int, labels: Callable[[int], list[tuple[str, str]]]) -> bytes:
+def make_body(
+    series: int,
+    samples: int,
+    labels: Callable[[int], list[tuple[str, str]]],
+    start_ms: int = T0_MS,
+) -> bytes:
     request = LabelWriteRequest()
     for i in range(series):
         ts = request.timeseries.add()
         for name, value in labels(i):
             ts.labels.add(name=name, value=value)
         for s in range(samples):
-            ts.samples.add(value=i * 1.5 + s, timestamp=T0_MS + s * 15_000)
+            ts.samples.add(value=i * 1.5 + s, timestamp=start_ms + s * 15_000)
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
 
@@ -217,6 +230,9 @@ def best_ms(fn: Callable[[], object], repeat: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=30, help="runs per cell (best counts)")
+    parser.add_argument(
+        "--http", type=int, default=0, metavar="N", help="also POST N batches to a real server"
+    )
     args = parser.parse_args()
     print_machine()
     now_us = (T0_MS + 3_600_000) * 1000  # every sample lies in the past
@@ -252,7 +268,78 @@ def main() -> int:
             f"{rate:>16,.0f}"
         )
     print("(m = milliseconds per request, best of --repeat runs)")
+    if args.http:
+        http_run(args.http)
     return 0
+
+
+def shard_bodies(shard: int, count: int, start_ms: int) -> list[bytes]:
+    """`count` consecutive scrapes of a shard's own 2,000 series (as a Prometheus shard:
+    a series always goes through the same shard, in time order)."""
+
+    def labels(i: int) -> list[tuple[str, str]]:
+        return [*node_labels(i), ("series", f"{shard}-{i}")]
+
+    return [make_body(2000, 1, labels, start_ms + k * 15_000) for k in range(count)]
+
+
+def http_run(requests: int) -> None:
+    """POST /api/v1/write end to end on a real server: 1 sender, then 4."""
+    start_ms = (int(time.time()) - 6 * 3600) * 1000
+    headers = {
+        "X-API-Key": ADMIN_KEY,
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+    }
+    print(f"\nPOST /api/v1/write, {requests} requests of 2,000 series x 1 sample")
+    print(f"{'senders':>8} {'requests/s':>11} {'samples/s':>11} {'p50 ms':>7} {'max ms':>7}")
+    with Server() as server:
+        for senders in (1, 4):
+            # the first scrape of every shard creates its series before the timing
+            parts = [shard_bodies(k, requests // senders + 1, start_ms) for k in range(senders)]
+            for part in parts:
+                post(server.port, part.pop(0), headers)
+            latencies: list[float] = []
+            threads = [
+                threading.Thread(target=send, args=(server.port, part, headers, latencies))
+                for part in parts
+            ]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            latencies.sort()
+            sent = len(latencies)
+            print(
+                f"{senders:>8} {sent / elapsed:>11.1f} {sent * 2000 / elapsed:>11,.0f} "
+                f"{latencies[sent // 2] * 1000:>7.1f} {latencies[-1] * 1000:>7.1f}"
+            )
+            start_ms += (requests + 2) * 15_000  # the next round writes later scrapes
+
+
+def send(port: int, part: list[bytes], headers: dict[str, str], latencies: list[float]) -> None:
+    """One sender (a Prometheus shard): its requests one after the other, keep-alive."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for data in part:
+        started = time.perf_counter()
+        conn.request("POST", "/api/v1/write", body=data, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 204, answer.status
+        latencies.append(time.perf_counter() - started)
+    conn.close()
+
+
+def post(port: int, data: bytes, headers: dict[str, str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/api/v1/write", body=data, headers=headers)
+    answer = conn.getresponse()
+    answer.read()
+    conn.close()
+    assert answer.status == 204, answer.status
 
 
 if __name__ == "__main__":
