@@ -285,7 +285,7 @@ def main() -> None:
     ap.add_argument("--parse-bodies", type=int, default=60, help="bodies parsed in-process")
     ap.add_argument("--bodies", type=int, default=200, help="timed bodies per HTTP run")
     ap.add_argument("--clients", type=int, default=2, help="client processes")
-    ap.add_argument("--connections", type=int, default=1,
+    ap.add_argument("--connections", type=int, default=4,
                     help="keep-alive connections per client process")
     ap.add_argument("--duration", type=float, default=90.0, help="time limit per HTTP run (s)")
     ap.add_argument("--peers", default="influxdb,victoria-metrics",

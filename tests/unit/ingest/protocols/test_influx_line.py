@@ -185,7 +185,7 @@ def lines(draw: st.DrawFn) -> str:
     return line + stamp
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(lines(), min_size=1, max_size=12),
     st.sampled_from(["\n", "\r\n"]),
