@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 from prometheus_client import Counter, Enum, Gauge
 
-from ..errors import Overloaded, ServiceError, Unavailable
+from ..errors import BadRequest, Overloaded, ServiceError, Unavailable
 from ..ingest.timestamps import TimestampError, format_us, rfc3339_to_us
 from .homeassistant_client import (
     Answer,
@@ -47,6 +49,7 @@ FLUSH_EVENTS = 1_000  # a full group is written without waiting for the linger
 ROWS_PER_BODY = 20_000  # history rows per pipeline call (tenants accept 100k points)
 ENTITIES_PER_REQUEST = 200
 WRITE_ATTEMPTS = 5
+CURSOR_SAVE_S = 2.0  # the cursor file is rewritten at most this often (and on stop)
 
 
 def entity_filter(patterns: str) -> list[str]:
@@ -106,6 +109,37 @@ def _result_message(answer: Answer, result: dict[str, Any]) -> bytes:
     return orjson.dumps({**answer.message, "result": result})
 
 
+class Cursor:
+    """Up to when the states of one Home Assistant are durably written, kept in the data
+    dir, so that after a restart the backfill starts where the last run stopped."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        self.url = url
+        self.saved_at = 0.0
+
+    def load(self) -> int | None:
+        try:
+            doc = orjson.loads(self.path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(doc, dict) or doc.get("url") != self.url:
+            return None  # another instance: its time says nothing about this one
+        until = doc.get("until_us")
+        return until if isinstance(until, int) else None
+
+    def save(self, until_us: int) -> None:
+        doc = {"url": self.url, "until_us": until_us, "until": format_us(until_us)}
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(orjson.dumps(doc))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("homeassistant_cursor_not_saved", path=str(self.path), error=str(exc))
+        self.saved_at = time.monotonic()
+
+
 class HomeAssistantListener:
     name = "homeassistant"
 
@@ -124,14 +158,17 @@ class HomeAssistantListener:
         self._backoff_min = settings.homeassistant_reconnect_min_s
         self._backoff_max = max(settings.homeassistant_reconnect_max_s, self._backoff_min)
         self._backfill_max_us = int(settings.homeassistant_backfill_max_h * 3600 * 1_000_000)
-        self._buffer: list[bytes] = []
+        self._buffer: list[tuple[bytes, int | None]] = []  # raw event, its last_updated
         self._wake = asyncio.Event()
         self._closing = False
         self._stopping = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._entities: set[str] = set()
-        self._seen_until_us: int | None = None  # newest last_updated seen (HA's clock)
+        self._cursor = Cursor(settings.data_dir / "homeassistant.cursor.json", self._url)
+        # newest last_updated received (HA's clock); after a restart, the saved cursor
+        self._seen_until_us: int | None = self._cursor.load()
+        self._durable_until_us: int | None = None  # newest time whose states are written
         self._connected_once = False
         registry = services.metrics.registry
         self.events = Counter(
@@ -188,6 +225,8 @@ class HomeAssistantListener:
         self._wake.set()
         if self._flush_task is not None:
             await self._flush_task  # writes what is buffered, then ends
+        if self._durable_until_us is not None:
+            self._cursor.save(self._durable_until_us)
         self.state.state("stopped")
 
     # -- the connection loop -----------------------------------------------------------
@@ -261,23 +300,28 @@ class HomeAssistantListener:
             known = self._entities
             kept = [s for s in states if isinstance(s, dict) and s.get("entity_id") in known]
             body = orjson.dumps({**answer.message, "result": kept})
-        if states:
-            await self._write(body, events=0)
+        complete = not states or await self._write(body, events=0) is not None
         if gap_from is not None and self._backfill_max_us > 0 and self._entities:
             start_us = max(gap_from - 1_000_000, now_us - self._backfill_max_us)
-            await self._backfill(session, start_us, now_us)
+            complete = await self._backfill(session, start_us, now_us) and complete
         # covered up to the subscription: the next gap starts at the latest event or here
         self._seen_until_us = max(self._seen_until_us or now_us, now_us)
+        if complete:
+            self._advance(now_us, force=True)
 
-    async def _backfill(self, session: Session, start_us: int, end_us: int) -> None:
+    async def _backfill(self, session: Session, start_us: int, end_us: int) -> bool:
+        """Write the recorded changes of [start, end); False when a write failed."""
         entities = sorted(self._entities)
         points = 0
+        complete = True
         for i in range(0, len(entities), ENTITIES_PER_REQUEST):
             answer = await session.command(
                 history_command(start_us, end_us, entities[i : i + ENTITIES_PER_REQUEST])
             )
             for body in history_bodies(answer):
-                points += await self._write(body, events=0)
+                written = await self._write(body, events=0)
+                complete = complete and written is not None
+                points += written or 0
         self.backfilled.inc(points)
         log.info(
             "homeassistant_backfilled",
@@ -286,6 +330,7 @@ class HomeAssistantListener:
             entities=len(entities),
             points=points,
         )
+        return complete
 
     async def _heartbeat(self, session: Session) -> str:
         """Ping every `homeassistant_ping_s`; returns why the connection ended."""
@@ -329,18 +374,19 @@ class HomeAssistantListener:
             return
         if isinstance(entity_id, str):
             self._entities.add(entity_id)
+        ts = None
         if isinstance(new_state, dict) and isinstance(stamp := new_state.get("last_updated"), str):
             with contextlib.suppress(TimestampError):
                 ts = rfc3339_to_us(stamp)
                 if self._seen_until_us is None or ts > self._seen_until_us:
                     self._seen_until_us = ts
-        self._buffer_event(raw)
+        self._buffer_event(raw, ts)
 
-    def _buffer_event(self, raw: bytes) -> None:
+    def _buffer_event(self, raw: bytes, ts: int | None = None) -> None:
         if len(self._buffer) >= MAX_BUFFER:
             self._buffer.pop(0)
             self.events.labels("failed").inc()
-        self._buffer.append(raw)
+        self._buffer.append((raw, ts))
         self.pending.set(len(self._buffer))
         self._wake.set()
 
@@ -353,19 +399,31 @@ class HomeAssistantListener:
             self._wake.clear()
             taken, self._buffer = self._buffer, []
             if taken:
-                body = b"[" + b",".join(taken) + b"]"
-                await self._write(body, events=len(taken))
+                body = b"[" + b",".join(raw for raw, _ in taken) + b"]"
+                written = await self._write(body, events=len(taken))
                 self.pending.set(len(self._buffer))
+                stamps = [ts for _, ts in taken if ts is not None]
+                if written is not None and stamps:
+                    self._advance(max(stamps))
             if self._closing and not self._buffer:
                 return
 
     # -- writing -----------------------------------------------------------------------
 
+    def _advance(self, until_us: int, *, force: bool = False) -> None:
+        """Everything up to `until_us` is written: move the cursor (saved now and then)."""
+        if self._durable_until_us is not None and until_us <= self._durable_until_us:
+            return
+        self._durable_until_us = until_us
+        if force or time.monotonic() - self._cursor.saved_at >= CURSOR_SAVE_S:
+            self._cursor.save(until_us)
+
     def _principal(self) -> Any:
         return self._services.auth.principal_for(self._tenant)
 
-    async def _write(self, body: bytes, *, events: int) -> int:
-        """One pipeline call; retried while the writer is busy. Returns points written."""
+    async def _write(self, body: bytes, *, events: int) -> int | None:
+        """One pipeline call, retried while the writer is busy. Returns the points written,
+        None when the body could not be written (it may be again: a backfill can)."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 result = await self._services.pipeline.ingest(
@@ -373,24 +431,25 @@ class HomeAssistantListener:
                 )
             except (Overloaded, Unavailable) as exc:
                 if attempt + 1 == WRITE_ATTEMPTS:
-                    return self._failed(events, exc)
+                    self._failed(events, exc)
+                    return None
                 await asyncio.sleep(min(exc.retry_after or 1.0, 5.0))
                 continue
+            except BadRequest as exc:  # nothing readable in it: writing again cannot help
+                self.events.labels("dropped").inc(events)
+                log.warning("homeassistant_body_refused", error=exc.detail[:300])
+                return 0
             except ServiceError as exc:
-                if events and exc.errors:
-                    dropped = min(len(exc.errors), events)
-                    self.events.labels("dropped").inc(dropped)
-                    events -= dropped
-                return self._failed(events, exc)
+                self._failed(events, exc)
+                return None
             if events:
                 dropped = min(result.dropped_count, events)
                 self.events.labels("dropped").inc(dropped)
                 self.events.labels("written").inc(events - dropped)
             return result.points
-        return 0
+        return None
 
-    def _failed(self, events: int, exc: ServiceError) -> int:
+    def _failed(self, events: int, exc: ServiceError) -> None:
         if events:
             self.events.labels("failed").inc(events)
-        log.warning("homeassistant_write_failed", events=events, error=exc.detail[:300])
-        return 0
+            log.warning("homeassistant_write_failed", events=events, error=exc.detail[:300])

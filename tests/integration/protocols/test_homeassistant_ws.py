@@ -424,3 +424,25 @@ def test_unreachable_home_assistant_is_retried_with_backoff(tmp_path: Path) -> N
             connected(down)
             down.set_state("sensor.t", "1", {})
             assert wait_for(lambda: values(client, "sensor.t")) == [1.0]
+
+
+def test_restart_backfills_from_the_saved_cursor(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake)
+    with TestClient(create_app(settings)) as client:
+        connected(fake)
+        fake.set_state("sensor.t", "20", TEMP)
+        wait_for(lambda: values(client, "sensor.t") == [20.0], what="the first point")
+    cursor = orjson.loads((settings.data_dir / "homeassistant.cursor.json").read_bytes())
+    assert cursor["url"] == fake.url
+    fake.set_state("sensor.t", "21", TEMP)  # while StatisticsService is down
+    fake.set_state("sensor.t", "22", TEMP)
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: values(client, "sensor.t") == [20.0, 21.0, 22.0], what="the backfill")
+        history = [c for c in fake.commands if c["type"] == "history/history_during_period"]
+        assert len(history) == 1  # only after the restart: the first start had no cursor
+    # another Home Assistant behind the same data dir: the cursor is not taken for it
+    with FakeHomeAssistant() as other:
+        with TestClient(create_app(ha_settings(tmp_path, other))):
+            path = settings.data_dir / "homeassistant.cursor.json"
+            wait_for(lambda: orjson.loads(path.read_bytes())["url"] == other.url, what="sync")
+        assert not [c for c in other.commands if c["type"] == "history/history_during_period"]
