@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
 import orjson
 
 from .cli_client import ServerClient
@@ -66,14 +67,19 @@ class ServerSink:
         self._client = client
 
     async def write(self, body: bytes, key: str) -> int:
-        # ServerClient's JSON helpers take dicts; this body is bytes as Home Assistant sent
-        # them, so it goes through the client's one request method (errors -> ServiceError)
-        answer = self._client._request(
-            "POST",
-            "/v1/ingest/homeassistant",
-            content=body,
-            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
-        )
+        # ServerClient's helpers send dicts as JSON and drop the response headers; this
+        # body is bytes as Home Assistant sent them and a retry is told by a header, so
+        # the request goes through its httpx client and its error mapping directly
+        headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+        try:
+            response = self._client._client.post(
+                "/v1/ingest/homeassistant", content=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise self._client._lost(exc) from None
+        answer = self._client._check(response)  # raises ServiceError on 4xx/5xx
+        if response.headers.get("Idempotent-Replayed") == "true":
+            return 0
         return int(answer.get("points", 0)) if isinstance(answer, dict) else 0
 
 

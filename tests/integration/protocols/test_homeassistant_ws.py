@@ -3,6 +3,7 @@ WebSocket, and the read API shows what arrived."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -390,6 +391,9 @@ def test_import_command_goes_through_a_running_server(
             headers=ADMIN,
         ).json()["items"]  # fmt: skip
         assert found and found[0]["last_value"] == 20.5
+        again = run_cli(import_args(fake, tmp_path / "served", str(day0)), tmp_path)
+        assert again.exit_code == 0, again.output
+        assert re.search(r" ([1-9]\d*) requests \(\1 already stored\)", again.output)
     finally:
         server.close()
 
