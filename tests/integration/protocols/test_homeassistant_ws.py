@@ -450,3 +450,11 @@ def test_restart_backfills_from_the_saved_cursor(tmp_path: Path, fake: FakeHomeA
             path = settings.data_dir / "homeassistant.cursor.json"
             wait_for(lambda: orjson.loads(path.read_bytes())["url"] == other.url, what="sync")
         assert not [c for c in other.commands if c["type"] == "history/history_during_period"]
+
+
+def test_no_token_is_reported_not_tried(tmp_path: Path, fake: FakeHomeAssistant) -> None:
+    settings = ha_settings(tmp_path, fake, homeassistant_token=None)
+    with TestClient(create_app(settings)) as client:
+        state = "stats_homeassistant_connection_state"
+        assert metric(client, state, **{state: "auth_invalid"}) == 1
+        assert fake.auth_attempts == 0
