@@ -21,11 +21,12 @@ from ..archive.base import Archive
 from ..archive.envelope import archive_key
 from ..errors import Overloaded, ServiceError, Unavailable
 from ..model import WriteItem, WriteOutcome
-from ..storage.commit import UsageDelta, commit_group
+from ..storage.commit import KnownSeries, UsageDelta, commit_group
 from ..storage.embedded import EmbeddedStore
 from .usage import UsageCounter
 
 log = structlog.get_logger(__name__)
+KNOWN_SERIES_MAX = 1_000_000  # ~200 MB at most; forgetting only costs a look-up
 
 
 class WriterMetrics:
@@ -67,6 +68,8 @@ class Writer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._busy = False
+        # series rows this writer has stored or confirmed: later groups skip their look-up
+        self._known: KnownSeries = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -182,8 +185,12 @@ class Writer:
         items = [item for item, _ in group]
         try:
             self._archive_group(items)
+            learned: KnownSeries = {}
             with self._store.transaction() as con:
-                outcomes = commit_group(con, items, usage, self._clock())
+                outcomes = commit_group(con, items, usage, self._clock(), self._known, learned)
+            if len(self._known) + len(learned) > KNOWN_SERIES_MAX:
+                self._known.clear()
+            self._known.update(learned)
         except Exception as exc:  # one bad item must not fail its neighbours
             if len(group) > 1:
                 self._usage.give_back(usage)

@@ -18,10 +18,11 @@ import orjson
 import pyarrow as pa
 
 from ..errors import Conflict
-from ..model import Batch, Int64Array, SeriesMeta, WriteItem, WriteOutcome
+from ..model import Batch, Int64Array, SeriesKey, SeriesMeta, WriteItem, WriteOutcome
 
 UsageKey = tuple[int, date]
 UsageDelta = dict[UsageKey, list[int]]  # points, bytes, requests, rejected
+KnownSeries = dict[int, tuple[SeriesKey, str | None]]  # id -> key and unit as stored
 
 
 def commit_group(
@@ -29,7 +30,12 @@ def commit_group(
     items: Sequence[WriteItem],
     usage: UsageDelta,
     now: datetime,
+    known: KnownSeries | None = None,
+    learned: KnownSeries | None = None,
 ) -> list[WriteOutcome]:
+    """Commit `items` in the caller's transaction. `known` holds series already stored
+    (their rows are neither looked up nor rewritten); the series this group stored or
+    confirmed are added to `learned`, for the caller to trust once the commit is done."""
     usage = {k: list(v) for k, v in usage.items()}  # the caller's copy stays as it was
     outcomes: list[WriteOutcome | None] = [None] * len(items)
     fresh: list[int] = []
@@ -47,7 +53,7 @@ def commit_group(
             seen_ids[item.batch_id] = i
         fresh.append(i)
 
-    _upsert_series(con, [items[i].batch for i in fresh], now)
+    _upsert_series(con, [items[i].batch for i in fresh], now, known or {}, learned)
     replacing = [items[i].batch for i in fresh if not items[i].only_missing]
     _write_points(con, replacing, replace=True)
     _write_states(con, replacing, replace=True)
@@ -80,10 +86,19 @@ def _stored_responses(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> d
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def _upsert_series(con: duckdb.DuckDBPyConnection, batches: list[Batch], now: datetime) -> None:
+def _upsert_series(
+    con: duckdb.DuckDBPyConnection,
+    batches: list[Batch],
+    now: datetime,
+    known: KnownSeries,
+    learned: KnownSeries | None,
+) -> None:
     metas: dict[int, tuple[int, SeriesMeta]] = {}
     for batch in batches:
         for sid, meta in batch.series.items():
+            seen = known.get(sid)
+            if seen is not None and seen[0] == meta.key and (not meta.unit or meta.unit == seen[1]):
+                continue  # stored as it is: no look-up, no canonical key to build
             prev = metas.get(sid)
             if prev is None or (meta.unit and not prev[1].unit):
                 metas[sid] = (batch.tenant_id, meta)
@@ -127,6 +142,10 @@ def _upsert_series(con: duckdb.DuckDBPyConnection, batches: list[Batch], now: da
     if units:
         con.executemany("UPDATE series SET unit = ? WHERE id = ? AND unit IS DISTINCT FROM ?",
                         [(u, s, u) for u, s in units])
+    if learned is not None:
+        for sid, (_, meta) in metas.items():
+            unit = meta.unit if meta.unit else (known.get(sid, (None, None))[1])
+            learned[sid] = (meta.key, unit)
 
 
 def _dedupe_sorted(
