@@ -28,8 +28,15 @@ _FORBIDDEN = re.compile(r"[\x00-\x1f\ud800-\udfff]")
 
 
 Series = tuple[int, SeriesMeta]  # id and metadata; the metadata is shared: never mutated
-MAX_LAYOUTS = 64  # field-key sequences remembered per series key (bounds a cached entry)
-MAX_FIELDS = 1024  # field keys remembered per series key
+# Bounds of the process-wide memory (see `entry_for`): entries of keys up to
+# MAX_CACHED_KEY characters, each remembering at most MAX_FIELDS field keys and
+# MAX_LAYOUTS field-key sequences of at most MAX_LAYOUT_CHARS characters; anything
+# bigger is computed again (or read by the exact reader) each time.
+MAX_CACHED_KEY = 1024
+MAX_ENTRIES = 8192
+MAX_FIELDS = 64
+MAX_LAYOUTS = 8
+MAX_LAYOUT_CHARS = 4096
 
 
 @dataclass(slots=True)
@@ -56,6 +63,7 @@ class SeriesEntry:
     home_assistant: bool = False
     unit: str | None = None  # Home Assistant: the unit of the `value` field
     error: str | None = None  # why lines with this key are refused
+    cached: bool = True  # shared by requests (see `entry_for`)
     fields: dict[str, Series] = field(default_factory=dict)
     layouts: dict[tuple[str, ...], Layout] = field(default_factory=dict)
 
@@ -76,9 +84,10 @@ class SeriesEntry:
         metric = self.metric(field_key)
         if len(metric) > MAX_NAME:
             raise LineError(f"metric name {metric[:60]!r}... is longer than {MAX_NAME} characters")
-        key, sid = series_key(self.tenant_id, metric, self.tags)
+        make = series_key if self.cached else series_key.__wrapped__
+        key, sid = make(self.tenant_id, metric, self.tags)
         known = (sid, SeriesMeta(key, self.unit if field_key == "value" else None))
-        if len(self.fields) < MAX_FIELDS:
+        if self.cached and len(self.fields) < MAX_FIELDS:
             self.fields[field_key] = known
         return known
 
@@ -87,8 +96,8 @@ class SeriesEntry:
         layout = self.layouts.get(names)
         if layout is not None:
             return layout
-        layout = Layout(None)
-        if all(names):
+        layout = Layout(None)  # empty or very long field keys: the exact reader takes them
+        if all(names) and sum(map(len, names)) <= MAX_LAYOUT_CHARS:
             try:
                 series = tuple(self.series(name) for name in names)
             except LineError:
@@ -100,7 +109,7 @@ class SeriesEntry:
                     dict(series),
                     any(meta.unit for _, meta in series),
                 )
-        if len(self.layouts) < MAX_LAYOUTS:
+        if self.cached and len(self.layouts) < MAX_LAYOUTS:
             self.layouts[names] = layout
         return layout
 
@@ -129,16 +138,27 @@ def fields_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(",".join(re.escape(name) + "=([^,=]*)" for name in names))
 
 
-@functools.lru_cache(maxsize=16_384)
 def entry_for(tenant_id: int, default_device: str | None, key: str) -> SeriesEntry | None:
     """The series entry of a raw measurement-and-tags text (None when the text is not a
     valid key). Memoised for the process: a fleet repeats its keys in every request, and
-    with thousands of hosts most keys are new to each request."""
+    with thousands of hosts most keys are new to each request. Long keys are not kept."""
+    if len(key) <= MAX_CACHED_KEY:
+        return _cached_entry(tenant_id, default_device, key)
+    entry = _entry(tenant_id, default_device, key)
+    if entry is not None:
+        entry.cached = False
+    return entry
+
+
+def _entry(tenant_id: int, default_device: str | None, key: str) -> SeriesEntry | None:
     try:
         _, measurement, tags = scan_key(key + " ")
     except LineError:
         return None
     return map_series(tenant_id, measurement, tags, default_device)
+
+
+_cached_entry = functools.lru_cache(maxsize=MAX_ENTRIES)(_entry)
 
 
 def refused(tenant_id: int, reason: str) -> SeriesEntry:

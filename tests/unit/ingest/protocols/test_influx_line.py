@@ -405,3 +405,18 @@ def test_big_body_of_repeated_series() -> None:
     assert batch.numeric == 10_000 and len(batch.series) == 100
     assert np.all(np.diff(batch.ts[::2]) >= 0)
     assert _snapshot(batch) == _snapshot(parse_exact(body, context()))
+
+
+def test_long_keys_and_field_sets_are_parsed_but_not_remembered() -> None:
+    from stats_service.ingest.protocols.influx_series import entry_for
+
+    tags = ",".join(f"t{i}={'v' * 120}" for i in range(10))  # a key of > 1024 characters
+    fields = ",".join(f"{chr(97 + i) * 250}={i}" for i in range(20))  # > 4096 characters
+    body = f"m,{tags} {fields} {T}\nm,{tags} {fields} {T + 1000}\n".encode()
+    batch = parse(body, context())
+    assert batch.numeric == 40 and len(batch.series) == 20
+    assert _snapshot(batch) == _snapshot(parse_exact(body, context()))
+    entry = entry_for(1, None, f"m,{tags}")
+    assert entry is not None and not entry.cached
+    assert entry_for(1, None, f"m,{tags}") is not entry  # computed again, not kept
+    assert entry_for(1, None, "m,t=short") is entry_for(1, None, "m,t=short")
