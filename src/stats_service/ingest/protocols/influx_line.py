@@ -48,11 +48,12 @@ ends at its own line and is refused there, not swallowing the rest of the body).
 of only comments is an empty batch; a body whose every line is bad is refused whole.
 
 Speed: lines without backslash or double quote take a fast path: two `str.partition`
-calls split a line, its measurement-and-tags text is looked up in a per-request cache
-(one dict lookup per repeated series key), one compiled pattern per field-key sequence
-checks the field keys and extracts the values, and numbers and timestamps are converted
-for the whole body at once with numpy. Everything the fast path cannot take or finds
-wrong goes to the exact reader (`influx_scan.py`), which gives the same result
+calls split a line, its measurement-and-tags text is looked up in a dict of the request
+(one lookup per repeated series key; the mapping itself is memoised for the process in
+`influx_series.entry_for`), one compiled pattern per field-key sequence checks the
+field keys and captures the values, and numbers and timestamps are converted for the
+whole body at once with numpy. Everything the fast path cannot take or finds wrong
+goes to the exact reader (`influx_scan.py`), which gives the same result
 (property-tested) and every error message.
 """
 
