@@ -44,8 +44,9 @@ log = structlog.get_logger(__name__)
 
 PROTOCOL = "homeassistant"
 STATES = ("connecting", "connected", "disconnected", "auth_invalid", "stopped")
-MAX_BUFFER = 10_000  # events waiting for a write; above this the oldest are dropped
+MAX_BUFFER = 50_000  # events waiting for a write; above this the oldest are dropped
 FLUSH_EVENTS = 1_000  # a full group is written without waiting for the linger
+BODY_EVENTS = 5_000  # events in one pipeline call at most
 ROWS_PER_BODY = 20_000  # history rows per pipeline call (tenants accept 100k points)
 ENTITIES_PER_REQUEST = 200
 WRITE_ATTEMPTS = 5
@@ -397,7 +398,9 @@ class HomeAssistantListener:
                 with contextlib.suppress(TimeoutError):  # a stop cuts the linger short
                     await asyncio.wait_for(self._stopping.wait(), self._linger)
             self._wake.clear()
-            taken, self._buffer = self._buffer, []
+            taken, self._buffer = self._buffer[:BODY_EVENTS], self._buffer[BODY_EVENTS:]
+            if self._buffer:
+                self._wake.set()  # the rest goes at once, in the next round
             if taken:
                 body = b"[" + b",".join(raw for raw, _ in taken) + b"]"
                 written = await self._write(body, events=len(taken))
