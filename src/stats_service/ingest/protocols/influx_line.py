@@ -60,6 +60,7 @@ goes to the exact reader (`influx_scan.py`), which gives the same result
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import chain
 
 import numpy as np
@@ -259,34 +260,40 @@ class _Parser:
         """The lines at `indices` (all when None), which hold no backslash or quote;
         those it cannot take go to `_exact`."""
         keys = self.keys
+        find = keys.get
         values: list[str] = []
         stamps: list[str] = []
         layouts: list[tuple[int, ...]] = []
         taken: list[int] = []
         exact: list[int] = []
+        add_values, add_stamp, add_sids, add_taken = (
+            values.extend,
+            stamps.append,
+            layouts.append,
+            taken.append,
+        )
         pairs = (
             enumerate(lines)
             if indices is None
             else zip(indices, [lines[i] for i in indices], strict=True)
         )
-        for i, line in pairs:
+        for i, line in pairs:  # the hot loop: every attribute lookup here counts
             key, _, rest = line.partition(" ")
             fields, _, stamp = rest.partition(" ")
-            known = keys.get(key)
+            known = find(key)
             if known is None:
                 known = keys[key] = self._key(key)
-            layout = known.last
-            if layout is None or (match := layout.pattern.fullmatch(fields)) is None:  # type: ignore[union-attr]
-                found = self._layout(known, fields)
-                if found is None:
+            match = known.match(fields)
+            if match is None:
+                match = self._layout(known, fields)
+                if match is None:
                     if known is not _COMMENT:
                         exact.append(i)
                     continue
-                layout, match = found
-            values.extend(match.groups())
-            stamps.append(stamp)
-            layouts.append(layout.sids)
-            taken.append(i)
+            add_values(match.groups())
+            add_stamp(stamp)
+            add_sids(known.sids)
+            add_taken(i)
         fast = self._columns(values, stamps, layouts, taken, exact) if taken else None
         for i in sorted(exact):
             self._exact(lines, i)
@@ -302,9 +309,10 @@ class _Parser:
             return _EXACT
         return _Key(entry)
 
-    def _layout(self, known: _Key, fields: str) -> tuple[Layout, re.Match[str]] | None:
+    def _layout(self, known: _Key, fields: str) -> re.Match[str] | None:
         """The layout of a field set not seen with this key just before, its series
-        registered in this request's batch (None: the line goes to the exact path)."""
+        registered in this request's batch; the match of its pattern (None: the line
+        goes to the exact path)."""
         if known.entry is None:
             return None
         layout = known.entry.layout(tuple(fields.replace("=", ",").split(",")[0::2]))
@@ -317,8 +325,8 @@ class _Parser:
                 register(self.builder, sid, meta)
         else:
             self.builder.series.update(layout.metas)
-        known.last = layout
-        return layout, match
+        known.use(layout)
+        return match
 
     def _columns(
         self,
@@ -432,13 +440,24 @@ class _Parser:
 
 class _Key:
     """A measurement-and-tags text as one request's fast path knows it: its (shared)
-    entry and the layout of its previous line in this request."""
+    entry, and the layout of its previous line in this request as the bound `match`
+    of its pattern and its series ids."""
 
-    __slots__ = ("entry", "last")
+    __slots__ = ("entry", "match", "sids")
 
     def __init__(self, entry: SeriesEntry | None) -> None:
         self.entry = entry
-        self.last: Layout | None = None
+        self.match: Callable[[str], re.Match[str] | None] = _no_match
+        self.sids: tuple[int, ...] = ()
+
+    def use(self, layout: Layout) -> None:
+        assert layout.pattern is not None
+        self.match = layout.pattern.fullmatch
+        self.sids = layout.sids
+
+
+def _no_match(fields: str) -> None:
+    return None
 
 
 _COMMENT = _Key(None)  # fast path: a comment line
