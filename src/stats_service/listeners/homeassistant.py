@@ -170,6 +170,7 @@ class HomeAssistantListener:
         # newest last_updated received (HA's clock); after a restart, the saved cursor
         self._seen_until_us: int | None = self._cursor.load()
         self._durable_until_us: int | None = None  # newest time whose states are written
+        self._write_failed = False  # events were lost since the last synchronisation
         self._connected_once = False
         registry = services.metrics.registry
         self.events = Counter(
@@ -285,6 +286,8 @@ class HomeAssistantListener:
         """Subscribe first, then read the current states and the history of the gap, so
         that no change falls between the two (an overlap rewrites the same values)."""
         gap_from = self._seen_until_us
+        if self._write_failed and self._durable_until_us is not None:
+            gap_from = min(gap_from or self._durable_until_us, self._durable_until_us)
         await session.command({"type": "subscribe_events", "event_type": "state_changed"})
         now_us = time.time_ns() // 1000
         answer = await session.command({"type": "get_states"})
@@ -308,6 +311,7 @@ class HomeAssistantListener:
         # covered up to the subscription: the next gap starts at the latest event or here
         self._seen_until_us = max(self._seen_until_us or now_us, now_us)
         if complete:
+            self._write_failed = False
             self._advance(now_us, force=True)
 
     async def _backfill(self, session: Session, start_us: int, end_us: int) -> bool:
@@ -406,7 +410,11 @@ class HomeAssistantListener:
                 written = await self._write(body, events=len(taken))
                 self.pending.set(len(self._buffer))
                 stamps = [ts for _, ts in taken if ts is not None]
-                if written is not None and stamps:
+                if written is None:
+                    # lost events: the cursor stays before them, so that the next
+                    # reconnection or restart backfills them from the history
+                    self._write_failed = True
+                elif stamps and not self._write_failed:
                     self._advance(max(stamps))
             if self._closing and not self._buffer:
                 return

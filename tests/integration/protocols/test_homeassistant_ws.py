@@ -458,3 +458,38 @@ def test_no_token_is_reported_not_tried(tmp_path: Path, fake: FakeHomeAssistant)
         state = "stats_homeassistant_connection_state"
         assert metric(client, state, **{state: "auth_invalid"}) == 1
         assert fake.auth_attempts == 0
+
+
+def test_events_whose_write_failed_come_back_with_the_next_backfill(
+    app: TestClient, fake: FakeHomeAssistant
+) -> None:
+    from stats_service.errors import Overloaded
+
+    services = services_of(app)
+    real_ingest = services.pipeline.ingest
+    refusing = True
+
+    async def full(principal: Any, protocol: str, body: bytes, **kwargs: Any) -> Any:
+        if refusing and b"sensor.lost" in body:
+            raise Overloaded("the writer queue is full", retry_after=0.01)
+        return await real_ingest(principal, protocol, body, **kwargs)
+
+    connected(fake)
+    fake.set_state("sensor.kept", "1", {})
+    wait_for(lambda: values(app, "sensor.kept") == [1.0], what="a written event")
+    services.pipeline.ingest = full  # type: ignore[method-assign]
+    try:
+        fake.set_state("sensor.lost", "5", {})
+        wait_for(lambda: metric(app, "stats_homeassistant_events_total", outcome="failed") == 1)
+        refusing = False
+        # written, but the cursor stays before the loss; 2 s ahead (Home Assistant's clock
+        # may run ahead of ours), so that a backfill from the last event seen would miss 5
+        fake.set_state("sensor.lost", "6", {}, at=time.time() + 2)
+        wait_for(lambda: values(app, "sensor.lost") == [6.0], what="the next event")
+        fake.drop_connections()
+        # 5 is only in the history now (get_states says 6): the backfill brought it back
+        wait_for(lambda: values(app, "sensor.lost") == [5.0, 6.0], what="the lost event")
+        history = [c for c in fake.commands if c["type"] == "history/history_during_period"]
+        assert "sensor.lost" in history[-1]["entity_ids"]
+    finally:
+        services.pipeline.ingest = real_ingest  # type: ignore[method-assign]
