@@ -29,6 +29,7 @@ from .ingest import read_body
 
 router = APIRouter(tags=["thingsboard"])
 
+MAX_TOKEN = 512
 # ThingsBoard's ThingsboardErrorCode values
 ERROR_CODES = {400: 31, 401: 10, 403: 20, 404: 32, 413: 31, 422: 31, 429: 33, 503: 2}
 
@@ -120,10 +121,12 @@ def _device_principal(token: str, services: Any) -> Principal:
 async def telemetry(
     request: Request,
     services: ServicesDep,
-    device_token: Annotated[str, Path(min_length=1, max_length=512)],
+    device_token: Annotated[str, Path(description="The device token (a device key).")],
 ) -> Response:
     """Store a device's telemetry; the device token in the path is the only credential."""
     try:
+        if len(device_token) > MAX_TOKEN:
+            raise NotFound("no device has this access token")
         principal = _device_principal(device_token, services)
         services.usage.request(principal.tenant_id)
         body = await read_body(request, services.settings.max_body_bytes)
