@@ -117,6 +117,19 @@ class ServerClient:
     def delete(self, path: str) -> Any:
         return self._request("DELETE", path)
 
+    def post_bytes(
+        self, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[Any, httpx.Headers]:
+        """POST raw bytes (a wire format as received); the answer and its headers."""
+        try:
+            response = self._client.post(path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from None
+        return self._check(response), response.headers
+
+    def close(self) -> None:
+        self._client.close()
+
     def stream(self, path: str, params: dict[str, str]) -> Iterator[bytes]:
         try:
             with self._client.stream("GET", path, params=params) as response:

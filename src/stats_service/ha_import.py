@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 import orjson
 
 from .cli_client import ServerClient
@@ -67,18 +66,12 @@ class ServerSink:
         self._client = client
 
     async def write(self, body: bytes, key: str) -> int:
-        # ServerClient's helpers send dicts as JSON and drop the response headers; this
-        # body is bytes as Home Assistant sent them and a retry is told by a header, so
-        # the request goes through its httpx client and its error mapping directly
+        # the body as Home Assistant sent it; a retry is told by a header
         headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
-        try:
-            response = self._client._client.post(
-                "/v1/ingest/homeassistant", content=body, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise self._client._lost(exc) from None
-        answer = self._client._check(response)  # raises ServiceError on 4xx/5xx
-        if response.headers.get("Idempotent-Replayed") == "true":
+        answer, answered = self._client.post_bytes(
+            "/v1/ingest/homeassistant", body, headers
+        )  # raises ServiceError on 4xx/5xx
+        if answered.get("Idempotent-Replayed") == "true":
             return 0
         return int(answer.get("points", 0)) if isinstance(answer, dict) else 0
 
@@ -295,7 +288,7 @@ def cli_import(
             try:
                 report = asyncio.run(run(ServerSink(client)))
             finally:
-                client._client.close()  # ServerClient has no close() of its own
+                client.close()
             route = "through the running server"
         else:
             with local_services(settings) as services:
