@@ -60,8 +60,9 @@ goes to the exact reader (`influx_scan.py`), which gives the same result
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
-from itertools import chain
+from itertools import accumulate, chain
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +96,9 @@ PRECISIONS: dict[str, tuple[int, int]] = {
 MAX_TEXT = 65_535
 MAX_SHOWN = 200  # characters of a bad line quoted in its message
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# a double quote after an even number of backslashes: one that can close a string value
+# (a backslash escapes the next character, and a string opens right after `=`)
+_CLOSING_QUOTE = re.compile(r'(?<!\\)(?:\\\\)*"')
 _TIMESTAMPS = re.compile(r"-?\d{1,19}(?:,-?\d{1,19})*", re.A)
 _TIMESTAMP = re.compile(r"-?\d{1,19}", re.A)
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
@@ -145,6 +149,8 @@ class _Parser:
         self.e_ts: list[int] = []
         self.e_value: list[float] = []
         self.e_line: list[int] = []
+        self.line_starts: list[int] = []  # offsets of the lines in the body's text
+        self.closing_quotes: list[int] = []  # offsets of the quotes that can close a string
 
     # -- the whole body ------------------------------------------------------------
 
@@ -158,6 +164,9 @@ class _Parser:
         if "\r" in text:
             text = text.replace("\r\n", "\n").removesuffix("\r")
         lines = text.split("\n")
+        if '"' in text:
+            self.line_starts = [0, *accumulate(len(line) + 1 for line in lines)]
+            self.closing_quotes = [m.end() - 1 for m in _CLOSING_QUOTE.finditer(text)]
         if self.fast and '"' not in text and "\\" not in text:
             fast = self._fast(lines, None)
         else:
@@ -187,7 +196,7 @@ class _Parser:
                 break
             except LineError as exc:
                 error = exc
-                joined = self._join_string(lines, line, last, exc.open_quote)
+                joined = self._join_string(lines, i, line, last, exc.open_quote)
                 if joined is None:
                     record = None
                     break
@@ -203,20 +212,24 @@ class _Parser:
                 self.drops.append((i + 1, f"unable to parse '{shown(line)}': {exc.reason}"))
         return last + 1
 
-    @staticmethod
     def _join_string(
-        lines: list[str], line: str, last: int, open_quote: int
+        self, lines: list[str], first: int, record: str, last: int, open_quote: int
     ) -> tuple[str, int] | None:
-        """The record extended over the next lines up to the one that closes the string
-        opened at `open_quote`; None when no later line closes it."""
+        """The record (lines `first`..`last`, leading whitespace stripped) extended over
+        the next lines up to the one holding the quote that closes the string opened at
+        `open_quote`; None when no later line does. One bisection in the quotes of the
+        whole body, so a body of unclosed strings costs linear time."""
         if open_quote < 0:
             return None
-        for j in range(last + 1, len(lines)):
-            if '"' in lines[j]:
-                candidate = "\n".join([line, *lines[last + 1 : j + 1]])
-                if closes_string(candidate, open_quote):
-                    return candidate, j
-        return None
+        start = self.line_starts[first] + len(lines[first]) - len(lines[first].lstrip(" \t\0"))
+        k = bisect_right(self.closing_quotes, start + open_quote)
+        if k == len(self.closing_quotes):
+            return None
+        j = bisect_right(self.line_starts, self.closing_quotes[k]) - 1
+        if j <= last:
+            return None
+        record = "\n".join([record, *lines[last + 1 : j + 1]])
+        return (record, j) if closes_string(record, open_quote) else None
 
     def _add(self, record: Record, line_no: int) -> None:
         """The points of one read line; LineError refuses the line whole."""

@@ -420,3 +420,25 @@ def test_long_keys_and_field_sets_are_parsed_but_not_remembered() -> None:
     assert entry is not None and not entry.cached
     assert entry_for(1, None, f"m,{tags}") is not entry  # computed again, not kept
     assert entry_for(1, None, "m,t=short") is entry_for(1, None, "m,t=short")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.sampled_from(list('ab "\\\n,= \r°')), max_size=30), st.booleans())
+def test_string_values_span_lines_and_round_trip(text: str, indented: bool) -> None:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    indent = "  " if indented else ""
+    body = f'{indent}m s="{escaped}",v=1 {T}\nm v=2 {T + 1}\n'.encode()
+    batch = parse(body, context())
+    assert batch.dropped == []
+    expected = text.replace("\r\n", "\n")  # CRLF is a line ending, even inside a string
+    assert batch.states is not None and batch.states.text == [expected]
+    assert batch.value.tolist() == [1.0, 2.0]
+
+
+def test_unclosed_strings_cost_linear_time() -> None:
+    """Each line's quote is escaped, so the string opened on line 1 never closes: the
+    search for its closing quote must not rescan the rest of the body per line."""
+    body = ('m s="x\n' + 'y\\"z\n' * 100_000 + f"m v=1 {T}\n").encode()
+    batch = parse(body, context())
+    assert batch.numeric == 1 and batch.dropped_count == 100_001
+    assert batch.dropped[0].msg == "unable to parse 'm s=\"x': unbalanced quotes"
