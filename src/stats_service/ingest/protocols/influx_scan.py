@@ -36,15 +36,17 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT64_MAX = 2**64 - 1
 NUMBER_START = frozenset("0123456789.-Nn")
 
-# unrolled "(?:[^\\,]|\\.)*": runs of plain characters between escaped ones
-_MEASUREMENT = re.compile(r"[^\\, ]*(?:\\.[^\\, ]*)*(?:\\\Z)?", re.S)
-_NAME = re.compile(r"[^\\,= ]*(?:\\.[^\\,= ]*)*(?:\\\Z)?", re.S)  # tag key/value, field key
-_STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)
+# unrolled "(?:[^\\,]|\\.)*": runs of plain characters between escaped ones; possessive
+# quantifiers everywhere, so that no input makes a pattern backtrack (a 10 MB body of
+# digits and a letter would take hours with "\d+\.?\d*")
+_MEASUREMENT = re.compile(r"[^\\, ]*+(?:\\.[^\\, ]*+)*+(?:\\\Z)?", re.S)
+_NAME = re.compile(r"[^\\,= ]*+(?:\\.[^\\,= ]*+)*+(?:\\\Z)?", re.S)  # tag key/value, field key
+_STRING = re.compile(r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"', re.S)
 _TOKEN = re.compile(r"[^, ]*")
 _SPACES = re.compile(r"[ \t]*")
-_FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.A)
-_INTEGER = re.compile(r"-?\d+", re.A)
-_TIMESTAMP = re.compile(r"(-?\d+)[ \t]*", re.A)
+_FLOAT = re.compile(r"-?(?:\d++(?:\.\d*+)?|\.\d++)(?:[eE][+-]?\d++)?+", re.A)
+_INTEGER = re.compile(r"-?\d++", re.A)
+_TIMESTAMP = re.compile(r"(-?\d++)[ \t]*+", re.A)
 _MEASUREMENT_ESCAPE = re.compile(r"\\([, \\])")
 _NAME_ESCAPE = re.compile(r"\\([,= \\])")
 _STRING_ESCAPE = re.compile(r'\\(["\\])')
@@ -95,10 +97,11 @@ def field_value(token: str) -> float:
         if not _INTEGER.fullmatch(digits) or (suffix == "u" and digits[0] == "-"):
             raise LineError("invalid number")
         number = int(digits) if len(digits) <= 25 else UINT64_MAX + 1  # no huge int()
+        shown = digits if len(digits) <= 25 else digits[:25] + "..."
         if suffix == "i" and not INT64_MIN <= number <= INT64_MAX:
-            raise LineError(f"unable to parse integer {digits}: value out of range")
+            raise LineError(f"unable to parse integer {shown}: value out of range")
         if suffix == "u" and number > UINT64_MAX:
-            raise LineError(f"unable to parse unsigned {digits}: value out of range")
+            raise LineError(f"unable to parse unsigned {shown}: value out of range")
         return float(number)
     if not _FLOAT.fullmatch(token):
         raise LineError("invalid number")
