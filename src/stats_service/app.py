@@ -94,10 +94,9 @@ def create_app(
             ]
         )
         scheduler.start()
-        listeners = build_listeners(services)
         started = []
         try:
-            for listener in listeners:
+            for listener in build_listeners(services):
                 await listener.start()
                 started.append(listener)
         except BaseException:
