@@ -85,4 +85,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, name)
     );
     """,
+    # 3: time partitions, compaction and the cold tier (being built; replaced in place)
+    "SELECT 1",
+    # 4: rollup tiers (being built; replaced in place)
+    "SELECT 1",
 )
