@@ -25,6 +25,7 @@ from .api.routers import (
     admin,
     devices,
     export,
+    fleet,
     health,
     homeassistant,
     influx,
@@ -36,6 +37,7 @@ from .api.routers import (
     usage,
 )
 from .config import Settings
+from .jobs.compaction import compaction_job
 from .jobs.retention import apply_retention
 from .jobs.scheduler import Job, Scheduler
 from .listeners import build_listeners
@@ -55,6 +57,7 @@ ROUTERS = (
     devices,
     series,
     stats,
+    fleet,
     export,
     usage,
 )
@@ -90,7 +93,8 @@ def create_app(
                         datetime.now(UTC).replace(tzinfo=None),
                         settings.idempotency_ttl_h,
                     ),
-                )
+                ),
+                *compaction_job(services.store, services.metrics.registry, settings),
             ]
         )
         scheduler.start()

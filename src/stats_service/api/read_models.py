@@ -141,3 +141,59 @@ class UsageOut(BaseModel):
     from_: str = Field(alias="from")
     to: str
     days: list[UsageDay]
+
+
+class FleetSeriesKey(BaseModel):
+    series_id: SeriesId
+    metric: str
+    device: str | None
+    tags: dict[str, str]
+    unit: str | None
+
+
+class FleetGroup(BaseModel):
+    """One group: a series (`group_by=series`) or the series of one device and metric
+    (`group_by=device`, then `series_ids` instead of `series_id` and `tags`). One array
+    per requested function beside `t` and `count`."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, list[float | None]] = Field(init=False)
+
+    series_id: SeriesId | None = None
+    series_ids: list[SeriesId] | None = None
+    metric: str
+    device: str | None
+    tags: dict[str, str] | None = None
+    unit: str | None
+    t: list[Time] = Field(description="Bucket starts, ascending.")
+    count: list[int] = Field(description="Points in each bucket.")
+
+
+class FleetAggregateOut(Span):
+    bucket: str
+    tz: str
+    fill: str
+    group_by: str = Field(description="`series` or `device`.")
+    functions: list[str]
+    groups: list[FleetGroup]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next groups.")
+
+
+class LatestItem(FleetSeriesKey):
+    t: Time | None = Field(description="Time of the series' last point.")
+    value: float | None = Field(description="Its value.")
+
+
+class LatestPage(BaseModel):
+    items: list[LatestItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class FleetPoints(FleetSeriesKey):
+    t: list[Time] = Field(description="Point times, ascending.")
+    value: list[float | None]
+
+
+class FleetPointsOut(Span):
+    series: list[FleetPoints] = Field(description="Series with points on this page.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the points after these.")

@@ -138,6 +138,18 @@ def stats(w: World) -> None:
         assert json.loads(text)["series"] == []
 
 
+def fleet(w: World) -> None:
+    for url in ("/v1/aggregate", "/v1/latest", "/v1/points"):
+        for params in ({"device": A_DEVICE}, {"metric": A_METRIC}, {}):
+            status, text = _get(w, url, **params, **{"from": "now-2d"})
+            assert status in (200, 400, 404), text
+            w.assert_clean(text.replace(A_DEVICE, "").replace(A_METRIC, ""))
+            if status == 200:
+                body = json.loads(text)
+                assert not body.get("groups") and not body.get("series")
+                assert all(i["device"] == B_DEVICE for i in body.get("items", []))
+
+
 def export(w: World) -> None:
     assert _get(w, "/v1/export", series=w.a_series)[0] == 404
     status, text = _get(w, "/v1/export", device=A_DEVICE, format="ndjson")
@@ -243,6 +255,9 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/series/{series_id}/states"): states,
     ("POST", "/api/v1/{device_token}/telemetry"): thingsboard,
     ("GET", "/v1/stats"): stats,
+    ("GET", "/v1/aggregate"): fleet,
+    ("GET", "/v1/latest"): fleet,
+    ("GET", "/v1/points"): fleet,
     ("GET", "/v1/export"): export,
     ("GET", "/v1/usage"): usage,
     ("GET", "/v1/admin/tenants"): tenants,
