@@ -173,7 +173,7 @@ class FleetAggregateOut(Span):
     bucket: str
     tz: str
     fill: str
-    group_by: str = Field(description="`series` or `device`.")
+    group_by: str = Field(description="`series`, `device` or `metric`.")
     functions: list[str]
     groups: list[FleetGroup]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next groups.")

@@ -6,7 +6,8 @@ alternatives); it resolves to series ids with one query over `series`. Then:
 - `aggregate_fleet` computes bucketed aggregates for every matching series in one store
   query. `group_by=series` hands the ids to `query.aggregate.aggregate`, so a faster
   source (rollup tiers, cold tier) chosen there is used here too; `group_by=device`
-  merges the series of one (device, metric) pair: functions such as max, mean or p95
+  merges the series of one (device, metric) pair, `group_by=metric` every selected
+  series of one metric (the max over 8 hosts): functions such as max, mean or p95
   cannot be merged from per-series results, so that query runs over the points of the
   whole group.
 - `latest` answers from the last-value cache of `series` (`last_ts`, `last_value`)
@@ -39,7 +40,7 @@ from .fill import counts, fill, place
 from .params import MAX_SERIES_IDS, TimeRange, encode_cursor, function_sql
 from .series import SERIES_COLUMNS, TAG_PREFIX, SeriesInfo
 
-GROUP_BY = ("series", "device")
+GROUP_BY = ("series", "device", "metric")
 MAX_AGGREGATE_CELLS = 2_000_000  # buckets x groups of one page
 MAX_LIST = 1000  # alternatives of one parameter (metric=a,b,...)
 LATEST_DEFAULT, LATEST_MAX = 1000, 10_000
@@ -147,7 +148,9 @@ def aggregate_fleet(
     found = find(cur, tenant_id, selection)
     groups: dict[tuple[str, str | None] | int, list[SeriesInfo]] = {}
     for info in found:
-        key = info.id if group_by == "series" else (info.metric, info.device)
+        key: tuple[str, str | None] | int = info.id
+        if group_by != "series":
+            key = (info.metric, info.device if group_by == "device" else None)
         groups.setdefault(key, []).append(info)
     members = list(groups.values())
     page = members[offset : offset + limit]
@@ -166,7 +169,7 @@ def aggregate_fleet(
         bodies = aggregates.aggregate(cur, tenant_id, ids, query)
         out = [_series_group(g[0], body) for g, body in zip(page, bodies, strict=True)]
     else:
-        out = _device_groups(cur, tenant_id, page, query)
+        out = _merged_groups(cur, tenant_id, page, query, group_by)
     more = offset + limit < len(members)
     span = times(ints([query.span.from_us, query.span.to_us]), micros=True)
     return {
@@ -204,11 +207,12 @@ GROUP BY ALL ORDER BY g.grp, b
 """
 
 
-def _device_groups(
+def _merged_groups(
     cur: duckdb.DuckDBPyConnection,
     tenant_id: int,
     page: list[list[SeriesInfo]],
     query: aggregates.AggregateQuery,
+    group_by: str,
 ) -> list[dict[str, Any]]:
     buckets, span = query.buckets, query.span
     buckets.check(span.from_us, span.to_us)
@@ -223,7 +227,7 @@ def _device_groups(
         lo, hi = int(np.searchsorted(gids, i)), int(np.searchsorted(gids, i, "right"))
         head: dict[str, Any] = {
             "metric": group[0].metric,
-            "device": group[0].device,
+            "device": group[0].device if group_by == "device" else None,
             "series_ids": [series_id(info.id) for info in group],
             "unit": group[0].unit,
         }

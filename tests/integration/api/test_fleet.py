@@ -119,6 +119,12 @@ def test_aggregate_group_by_device_merges_the_series_of_a_device(
     assert groups["h1"]["mean"] == pytest.approx(expected_buckets([0, 1], "mean"))
     assert groups["h1"]["count"] == [12] * 10
     assert groups["h2"]["max"] == expected_buckets([2], "max")
+    merged = get(
+        client, "/v1/aggregate", written, metric="cpu", group_by="metric", fn="max", **SPAN
+    )
+    (group,) = merged["groups"]
+    assert group["device"] is None and len(group["series_ids"]) == 3
+    assert group["max"] == expected_buckets([0, 1, 2], "max")
 
 
 def test_aggregate_tag_filter_and_pages(client: TestClient, written: dict[str, str]) -> None:

@@ -115,7 +115,8 @@ def _json(body: Any) -> Response:
     responses=_responses(_AGGREGATE_EXAMPLE),
     description="Aligned buckets of every matching series in one query, columnar per group: "
     "`group_by=series` (one group per series) or `group_by=device` (the series of one device "
-    "and metric merged). At most 1,000 series and 2,000,000 buckets per page." + TAGS_NOTE,
+    "and metric merged) or `group_by=metric` (every selected series of a metric merged). "
+    "At most 1,000 series and 2,000,000 buckets per page." + TAGS_NOTE,
 )
 def get_aggregate(
     request: Request,
@@ -129,7 +130,9 @@ def get_aggregate(
     fn: Annotated[
         str, Query(description="Functions: mean,min,max,sum,count,median,stddev,first,last,pNN.")
     ] = "mean",
-    group_by: Annotated[str, Query(description="`series` or `device`.")] = "series",
+    group_by: Annotated[
+        str, Query(description="`series`, `device` (device and metric) or `metric`.")
+    ] = "series",
     fill: Annotated[str, Query(description="none, null, previous, zero or linear.")] = "none",
     tz: Annotated[str, Query(description="IANA zone of day/week buckets and of `t`.")] = "UTC",
     limit: Annotated[int, Query(ge=1, le=1000, description="Groups per page.")] = 100,
