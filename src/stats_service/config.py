@@ -192,6 +192,27 @@ class Settings(BaseSettings):
         100.0, ge=0, description="Home Assistant events are grouped this long into one write."
     )
 
+    # -- partitions, compaction and the cold tier (docs/storage.md) ----------------------
+    compaction_enabled: bool = Field(
+        True, description="Run the compaction job (sorts closed days, moves old days to cold)."
+    )
+    compaction_delay_s: float = Field(
+        3600.0,
+        ge=0,
+        description="A UTC day is compacted once its end is this many seconds in the past.",
+    )
+    compaction_interval_s: float = Field(
+        600.0, gt=0, description="Seconds between two runs of the compaction job."
+    )
+    cold_after_days: int = Field(
+        0,
+        ge=0,
+        description="Days older than this move to Parquet files in `cold_dir` (0: never).",
+    )
+    cold_dir: Path | None = Field(
+        None, description="Directory of the cold tier's Parquet files (default: <data_dir>/cold)."
+    )
+
     @field_validator("admin_key")
     @classmethod
     def _admin_key_strong(cls, value: str | None) -> str | None:
@@ -202,6 +223,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "stats.duckdb"
+
+    @property
+    def cold_path(self) -> Path:
+        return self.cold_dir if self.cold_dir is not None else self.data_dir / "cold"
 
     @property
     def archive_dir(self) -> Path:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from ..metrics import ServiceMetrics
+from ..storage.cold import drop_expired
 from ..storage.embedded import EmbeddedStore
 
 log = structlog.get_logger(__name__)
@@ -31,6 +32,7 @@ def apply_retention(
                 [cutoff, tenant.id],
             ).fetchall()
         count = (int(row[0][0]) if row else 0) + (int(states[0][0]) if states else 0)
+        count += drop_expired(store, tenant.id, cutoff.date())[1]  # whole cold days
         deleted[tenant.name] = count
         if count:
             metrics.retention_deleted.labels(tenant.name).inc(count)

@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 
 from ..model import Int64Array
+from ..storage.sources import points_source
 from .buckets import Buckets
 from .columns import floats, ints, series_id, times, values
 from .fill import counts, fill, place
@@ -30,12 +31,12 @@ class AggregateQuery:
     bucket_label: str = ""
 
 
-def aggregate_sql(query: AggregateQuery) -> str:
+def aggregate_sql(query: AggregateQuery, source: str = "points") -> str:
     """The one query: (series_id, bucket start, count, f0, f1, ...) ordered."""
     columns = ", ".join(f"{function_sql(fn)} AS f{i}" for i, fn in enumerate(query.functions))
     return f"""
 SELECT series_id, {query.buckets.sql("ts")} AS b, count(*) AS n, {columns}
-FROM points
+FROM {source}
 WHERE series_id IN {SCOPED_IDS}
   AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
 GROUP BY ALL ORDER BY series_id, b
@@ -51,7 +52,8 @@ def aggregate(
     grid = None if query.fill == "none" else _Grid.of(buckets, query.span)
     buckets.check(query.span.from_us, query.span.to_us)
     params = [tenant_id, ids, query.span.from_us, query.span.to_us]
-    data = cur.execute(aggregate_sql(query), params).fetchnumpy()
+    source = points_source(cur, tenant_id, query.span.from_us, query.span.to_us)
+    data = cur.execute(aggregate_sql(query, source), params).fetchnumpy()
     sids, keys, n = ints(data["series_id"]), ints(data["b"]), ints(data["n"])
     results = [floats(data[f"f{i}"]) for i in range(len(query.functions))]
     unique, inverse = np.unique(keys, return_inverse=True)

@@ -21,6 +21,7 @@ import duckdb
 
 from ..errors import BadParameter
 from ..ingest.timestamps import MAX_US, MIN_US
+from ..storage.sources import points_source
 from .buckets import Buckets
 from .columns import ints, times
 from .encoders import ENCODERS, Column
@@ -148,7 +149,8 @@ def export_chunks(cur: duckdb.DuckDBPyConnection, plan: ExportPlan) -> Iterator[
         spans = _snap(spans, plan.buckets)
     started = False
     for lo, hi in spans or [(plan.span.from_us, plan.span.from_us)]:
-        sql, params = _query(plan, select, lo, hi)
+        source = points_source(cur, plan.tenant_id, lo, hi)  # hot table + cold files
+        sql, params = _query(plan, select, lo, hi, source)
         relation = cur.sql(sql, params=[*select_params, *params])
         assert relation is not None
         reader = relation.to_arrow_reader(plan.batch_rows)
@@ -213,10 +215,12 @@ def _columns(plan: ExportPlan) -> list[Column]:
     return head + [Column(name, f"q.v{i}", kind) for i, (name, _, kind) in enumerate(_values(plan))]
 
 
-def _query(plan: ExportPlan, select: str, lo: int, hi: int) -> tuple[str, list[Any]]:
+def _query(
+    plan: ExportPlan, select: str, lo: int, hi: int, source: str = "points"
+) -> tuple[str, list[Any]]:
     """The ordered query of one window [lo, hi) and its parameters (after the select's)."""
     long = plan.layout == "long"
-    sql = f"SELECT {select} FROM ({_inner(plan, lo, hi)}) q"
+    sql = f"SELECT {select} FROM ({_inner(plan, lo, hi, source)}) q"
     params: list[Any] = [plan.tenant_id, plan.ids]
     if long:
         sql += (
@@ -232,14 +236,14 @@ def _query(plan: ExportPlan, select: str, lo: int, hi: int) -> tuple[str, list[A
     return sql + (" ORDER BY q._t, q._s" if long else " ORDER BY q._t"), params
 
 
-def _inner(plan: ExportPlan, lo: int, hi: int) -> str:
+def _inner(plan: ExportPlan, lo: int, hi: int, source: str = "points") -> str:
     """Points of the window: raw, or grouped by time (wide) and bucket (aggregates)."""
     time_sql = "ts" if plan.buckets is None else plan.buckets.sql("ts")
     values = ", ".join(f"{sql} AS v{i}" for i, (_, sql, _) in enumerate(_values(plan)))
     long = plan.layout == "long"
     grouped = plan.buckets is not None or not long
     return (
-        f"SELECT {time_sql} AS _t, {'series_id AS _s, ' if long else ''}{values} FROM points "
+        f"SELECT {time_sql} AS _t, {'series_id AS _s, ' if long else ''}{values} FROM {source} "
         f"WHERE series_id IN {SCOPED_IDS} AND ts >= make_timestamp({lo}::BIGINT) "
         f"AND ts < make_timestamp({hi}::BIGINT)"
         + (f" GROUP BY {'_t, _s' if long else '_t'}" if grouped else "")

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from ..storage.sources import points_source
 from .columns import floats, ints, series_id, times, values
 from .params import TimeRange, encode_cursor
 from .series import get_series
@@ -18,7 +19,7 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 
 _SQL = """
-SELECT epoch_us(ts) AS t, value FROM points
+SELECT epoch_us(ts) AS t, value FROM {source}
 WHERE series_id = ? AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
 ORDER BY ts LIMIT ?
 """
@@ -37,7 +38,9 @@ def read_points(
     start = span.from_us if after_us is None else max(span.from_us, after_us + 1)
     stamps, numbers = ints([]), floats([])
     if start < span.to_us:
-        data = cur.execute(_SQL, [sid, start, span.to_us, limit + 1]).fetchnumpy()
+        source = points_source(cur, tenant_id, start, span.to_us)
+        sql = _SQL.format(source=source)
+        data = cur.execute(sql, [sid, start, span.to_us, limit + 1]).fetchnumpy()
         stamps, numbers = ints(data["t"]), floats(data["value"])
     more = stamps.shape[0] > limit
     stamps, numbers = stamps[:limit], numbers[:limit]

@@ -6,6 +6,7 @@ from typing import Any
 
 import duckdb
 
+from ..storage.sources import points_source
 from .columns import number, series_id, time_or_none
 from .params import TimeRange, function_sql
 from .series import SCOPED_IDS, SeriesInfo
@@ -16,7 +17,7 @@ STATISTICS = (
 
 _SQL = """
 SELECT series_id, {columns}, epoch_us(min(ts)) AS first_ts, epoch_us(max(ts)) AS last_ts
-FROM points
+FROM {source}
 WHERE series_id IN {scoped}
   AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
 GROUP BY series_id
@@ -30,7 +31,12 @@ def statistics(
     columns = ", ".join(f'{function_sql(name)} AS "{name}"' for name in STATISTICS)
     ids = [s.id for s in selection]
     rows = cur.execute(
-        _SQL.format(columns=columns, scoped=SCOPED_IDS), [tenant_id, ids, span.from_us, span.to_us]
+        _SQL.format(
+            columns=columns,
+            scoped=SCOPED_IDS,
+            source=points_source(cur, tenant_id, span.from_us, span.to_us),
+        ),
+        [tenant_id, ids, span.from_us, span.to_us],
     ).fetchall()
     found = {int(row[0]): row[1:] for row in rows}
     return {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from ..storage.sources import points_source
 from .params import TimeRange
 from .series import SCOPED_IDS
 
@@ -19,12 +20,12 @@ SLICES = 256
 MAX_DEPTH = 3
 
 _EXTENT = f"""
-SELECT epoch_us(min(ts)), epoch_us(max(ts)), count(*) FROM points
+SELECT epoch_us(min(ts)), epoch_us(max(ts)), count(*) FROM {{source}}
 WHERE series_id IN {SCOPED_IDS}
   AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
 """
 _HISTOGRAM = f"""
-SELECT (epoch_us(ts) - ?) // ? AS k, count(*) FROM points
+SELECT (epoch_us(ts) - ?) // ? AS k, count(*) FROM {{source}}
 WHERE series_id IN {SCOPED_IDS}
   AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
 GROUP BY k ORDER BY k
@@ -44,7 +45,9 @@ def extent(
     cur: duckdb.DuckDBPyConnection, tenant_id: int, ids: list[int], span: TimeRange
 ) -> Extent | None:
     # fetchall, not fetchone: a result left unfinished blocks the cursor's next query
-    row = cur.execute(_EXTENT, [tenant_id, ids, span.from_us, span.to_us]).fetchall()[0]
+    source = points_source(cur, tenant_id, span.from_us, span.to_us)
+    params = [tenant_id, ids, span.from_us, span.to_us]
+    row = cur.execute(_EXTENT.format(source=source), params).fetchall()[0]
     if not row[2]:
         return None
     return Extent(int(row[0]), int(row[1]) + 1, int(row[2]))
@@ -80,7 +83,9 @@ def _pieces(
 ) -> list[tuple[int, int]]:
     """(end of slice, points in it) for consecutive non-empty slices of [lo, hi)."""
     step = max(1, -(-(hi - lo) // SLICES))
-    rows = cur.execute(_HISTOGRAM, [lo, step, tenant_id, ids, lo, hi]).fetchall()
+    source = points_source(cur, tenant_id, lo, hi)
+    sql = _HISTOGRAM.format(source=source)
+    rows = cur.execute(sql, [lo, step, tenant_id, ids, lo, hi]).fetchall()
     out: list[tuple[int, int]] = []
     for k, count in rows:
         start, end = lo + int(k) * step, min(hi, lo + (int(k) + 1) * step)

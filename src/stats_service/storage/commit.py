@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..errors import Conflict
 from ..model import Batch, Int64Array, SeriesKey, SeriesMeta, WriteItem, WriteOutcome
+from .partitions import mark_dirty
 
 UsageKey = tuple[int, date]
 UsageDelta = dict[UsageKey, list[int]]  # points, bytes, requests, rejected
@@ -64,6 +65,7 @@ def commit_group(
         if items[i].only_missing
     }
     _touch_devices(con, [items[i] for i in fresh], now)
+    mark_dirty(con, [items[i].batch for i in fresh])  # days to compact (partitions.py)
     for i in fresh:
         item = items[i]
         delta = usage.setdefault((item.batch.tenant_id, now.date()), [0, 0, 0, 0])

@@ -85,8 +85,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, name)
     );
     """,
-    # 3: time partitions, compaction and the cold tier (being built; replaced in place)
-    "SELECT 1",
+    # 3: time partitions (tenant, UTC day), compaction and the cold tier (storage/partitions.py)
+    """
+    CREATE TABLE IF NOT EXISTS partitions (
+        tenant_id INTEGER NOT NULL,
+        day DATE NOT NULL,
+        dirty BOOLEAN NOT NULL DEFAULT true,
+        tier VARCHAR NOT NULL DEFAULT 'hot',
+        compacted_at TIMESTAMP,
+        PRIMARY KEY (tenant_id, day)
+    );
+    CREATE TABLE IF NOT EXISTS cold_files (
+        tenant_id INTEGER NOT NULL,
+        day DATE NOT NULL,
+        path VARCHAR NOT NULL,
+        rows BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        written_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, day)
+    );
+    INSERT INTO partitions (tenant_id, day)
+        SELECT DISTINCT s.tenant_id, p.ts::DATE FROM points p JOIN series s ON s.id = p.series_id
+        ON CONFLICT DO NOTHING;
+    """,
     # 4: rollup tiers (being built; replaced in place)
     "SELECT 1",
 )
