@@ -15,6 +15,9 @@ alternatives); it resolves to series ids with one query over `series`. Then:
 - `fleet_points` pages through the raw points of the matching series with a value
   filter (`value>90`), ordered by (series, time), with a cursor that holds both.
 
+The points come from `storage.sources.points_source` (the hot table plus the cold files
+of the span), like every other read.
+
 Every answer is bounded: at most MAX_SERIES_IDS series per query, at most
 MAX_AGGREGATE_CELLS buckets over all groups of one page, page sizes capped.
 """
@@ -34,6 +37,7 @@ import numpy as np
 
 from ..errors import BadParameter, NotFound
 from ..model import Int64Array
+from ..storage.sources import points_source
 from . import aggregate as aggregates
 from .columns import floats, ints, number, series_id, time_or_none, times, values
 from .fill import counts, fill, place
@@ -193,14 +197,14 @@ def _series_group(info: SeriesInfo, body: dict[str, Any]) -> dict[str, Any]:
     return group
 
 
-def device_sql(query: aggregates.AggregateQuery) -> str:
+def merged_sql(query: aggregates.AggregateQuery, source: str = "points") -> str:
     """(group, bucket, count, f0, ...) over the points of the series of each group."""
     columns = ", ".join(
         f"{function_sql(fn, 'p.value', 'p.ts')} AS f{i}" for i, fn in enumerate(query.functions)
     )
     return f"""
 SELECT g.grp, {query.buckets.sql("p.ts")} AS b, count(*) AS n, {columns}
-FROM points p
+FROM {source} p
 JOIN (SELECT unnest(?::BIGINT[]) AS id, unnest(?::BIGINT[]) AS grp) g ON p.series_id = g.id
 WHERE p.ts >= make_timestamp(?::BIGINT) AND p.ts < make_timestamp(?::BIGINT)
 GROUP BY ALL ORDER BY g.grp, b
@@ -218,7 +222,9 @@ def _merged_groups(
     buckets.check(span.from_us, span.to_us)
     ids = [info.id for group in page for info in group]
     grp = [i for i, group in enumerate(page) for _ in group]
-    data = cur.execute(device_sql(query), [ids, grp, span.from_us, span.to_us]).fetchnumpy()
+    source = points_source(cur, tenant_id, span.from_us, span.to_us)
+    params = [ids, grp, span.from_us, span.to_us]
+    data = cur.execute(merged_sql(query, source), params).fetchnumpy()
     gids, keys, n = ints(data["grp"]), ints(data["b"]), ints(data["n"])
     results = [floats(data[f"f{i}"]) for i in range(len(query.functions))]
     grid_keys = None if query.fill == "none" else buckets.keys(span.from_us, span.to_us)
@@ -344,7 +350,7 @@ def decode_points_cursor(text: str | None) -> tuple[int, int] | None:
 
 
 _POINTS_SQL = """
-SELECT p.series_id, epoch_us(p.ts) AS t, p.value FROM points p
+SELECT p.series_id, epoch_us(p.ts) AS t, p.value FROM {source} p
 WHERE p.series_id IN (SELECT unnest(?::BIGINT[]))
   AND p.ts >= make_timestamp(?::BIGINT) AND p.ts < make_timestamp(?::BIGINT)
   AND (p.series_id > ? OR (p.series_id = ? AND p.ts > make_timestamp(?::BIGINT))){filter}
@@ -369,7 +375,8 @@ def fleet_points(
     info = {s.id: s for s in found}
     sid0, ts0 = after if after is not None else (-(2**63), span.from_us - 1)
     text, bounds = where.sql()
-    sql = _POINTS_SQL.format(filter=text)
+    source = points_source(cur, tenant_id, span.from_us, span.to_us)
+    sql = _POINTS_SQL.format(source=source, filter=text)
     params = [list(info), span.from_us, span.to_us, sid0, sid0, ts0, *bounds, limit + 1]
     data = cur.execute(sql, params).fetchnumpy()
     sids, stamps, numbers = ints(data["series_id"]), ints(data["t"]), floats(data["value"])
