@@ -39,6 +39,7 @@ from .api.routers import (
 from .config import Settings
 from .jobs.compaction import compaction_job
 from .jobs.retention import apply_retention
+from .jobs.rollup import rollup_job
 from .jobs.scheduler import Job, Scheduler
 from .listeners import build_listeners
 from .logs import configure as configure_logs
@@ -95,6 +96,7 @@ def create_app(
                     ),
                 ),
                 *compaction_job(services.store, services.metrics.registry, settings),
+                *rollup_job(services.store, services.metrics.registry, settings),
             ]
         )
         scheduler.start()

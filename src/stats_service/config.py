@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .errors import ValidationFailed
+from .storage.rollup_policy import parse_text
+
 
 class Settings(BaseSettings):
     """Configuration of one StatisticsService process."""
@@ -213,11 +216,37 @@ class Settings(BaseSettings):
         None, description="Directory of the cold tier's Parquet files (default: <data_dir>/cold)."
     )
 
+    # -- rollup tiers (docs/storage-rollups.md) ------------------------------------------
+    rollup_policy: str = Field(
+        "raw 7d -> 1m 90d -> 1h forever",
+        description="Default rollup policy of tenants without their own: `raw <keep>` then "
+        "`<resolution> <keep>` tiers, each a multiple of the one before; keep `forever` or "
+        "a duration. `raw forever` with no tiers turns rollups off.",
+    )
+    rollup_interval_s: float = Field(
+        300.0, gt=0, description="Seconds between two runs of the rollup job."
+    )
+    rollup_lag_s: float = Field(
+        60.0,
+        ge=0,
+        description="A bucket is rolled up once its end is this many seconds in the past "
+        "(later writes into it are re-aggregated, but cost more).",
+    )
+
     @field_validator("admin_key")
     @classmethod
     def _admin_key_strong(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
             raise ValueError("STATS_ADMIN_KEY must be at least 16 characters long")
+        return value
+
+    @field_validator("rollup_policy")
+    @classmethod
+    def _rollup_policy_valid(cls, value: str) -> str:
+        try:
+            parse_text(value)
+        except ValidationFailed as exc:
+            raise ValueError("; ".join(f"{e.loc}: {e.msg}" for e in exc.errors)) from None
         return value
 
     @property

@@ -100,6 +100,11 @@ class AggregateOut(Span):
     fill: str
     t: list[Time] = Field(description="Bucket starts, ascending.")
     count: list[int] = Field(description="Points in each bucket.")
+    tiers: list[str] | None = Field(
+        None,
+        description="What answered, coarsest first: rollup tiers (`1h`, `1m`) and/or `raw` "
+        "(see docs/storage-rollups.md).",
+    )
 
 
 class SeriesStats(BaseModel):

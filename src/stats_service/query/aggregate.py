@@ -15,6 +15,7 @@ import numpy as np
 
 from ..model import Int64Array
 from ..storage.sources import points_source
+from . import tiers
 from .buckets import Buckets
 from .columns import floats, ints, series_id, times, values
 from .fill import counts, fill, place
@@ -53,7 +54,11 @@ def aggregate(
     buckets.check(query.span.from_us, query.span.to_us)
     params = [tenant_id, ids, query.span.from_us, query.span.to_us]
     source = points_source(cur, tenant_id, query.span.from_us, query.span.to_us)
-    data = cur.execute(aggregate_sql(query, source), params).fetchnumpy()
+    answered = tiers.plan(cur, ids, query.span, buckets, query.functions)
+    if answered.labels == ["raw"]:
+        data = cur.execute(aggregate_sql(query, source), params).fetchnumpy()
+    else:  # rollup tiers (exact for these functions) plus the raw points around them
+        data = tiers.read(cur, answered, query.span, buckets, query.functions, source)
     sids, keys, n = ints(data["series_id"]), ints(data["b"]), ints(data["n"])
     results = [floats(data[f"f{i}"]) for i in range(len(query.functions))]
     unique, inverse = np.unique(keys, return_inverse=True)
@@ -63,6 +68,7 @@ def aggregate(
     for sid in ids:
         lo, hi = int(np.searchsorted(sids, sid)), int(np.searchsorted(sids, sid, "right"))
         head = _head(query, sid, span)
+        head["tiers"] = answered.labels
         part = [r[lo:hi] for r in results]
         if grid is None:
             head["t"] = labels[inverse[lo:hi]].tolist()

@@ -20,6 +20,7 @@ import pyarrow as pa
 from ..errors import Conflict
 from ..model import Batch, Int64Array, SeriesKey, SeriesMeta, WriteItem, WriteOutcome
 from .partitions import mark_dirty
+from .rollups import record_late_writes
 
 UsageKey = tuple[int, date]
 UsageDelta = dict[UsageKey, list[int]]  # points, bytes, requests, rejected
@@ -236,6 +237,8 @@ def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, repla
         np.concatenate([b.value for b in batches]),
     )
     overlap = _overlapping(con, sid, ts)
+    if overlap.any():  # only a point not newer than its series' newest can be rolled up
+        record_late_writes(con, sid[overlap], ts[overlap])
     table = pa.table(
         {
             "series_id": pa.array(sid, pa.int64()),

@@ -108,6 +108,40 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT DISTINCT s.tenant_id, p.ts::DATE FROM points p JOIN series s ON s.id = p.series_id
         ON CONFLICT DO NOTHING;
     """,
-    # 4: rollup tiers (being built; replaced in place)
-    "SELECT 1",
+    # 4: rollup tiers: per-tenant policies, rollup rows (count, sum, min, max, first, last
+    # per series and bucket), per series and tier watermarks, and the ranges that late
+    # writes touched below a watermark (see storage/rollups.py)
+    """
+    CREATE TABLE IF NOT EXISTS rollup_policies (
+        tenant_id INTEGER PRIMARY KEY,
+        policy VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rollups (
+        tier_us BIGINT NOT NULL,
+        series_id BIGINT NOT NULL,
+        bucket TIMESTAMP NOT NULL,
+        n BIGINT NOT NULL,
+        sum DOUBLE NOT NULL,
+        min DOUBLE NOT NULL,
+        max DOUBLE NOT NULL,
+        first_ts TIMESTAMP NOT NULL,
+        first DOUBLE NOT NULL,
+        last_ts TIMESTAMP NOT NULL,
+        last DOUBLE NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rollup_marks (
+        series_id BIGINT NOT NULL,
+        tier_us BIGINT NOT NULL,
+        since TIMESTAMP,
+        done_until TIMESTAMP,
+        deleted_until TIMESTAMP,
+        PRIMARY KEY (series_id, tier_us)
+    );
+    CREATE TABLE IF NOT EXISTS rollup_dirty (
+        series_id BIGINT NOT NULL,
+        lo TIMESTAMP NOT NULL,
+        hi TIMESTAMP NOT NULL
+    );
+    """,
 )

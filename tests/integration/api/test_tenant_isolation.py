@@ -204,6 +204,18 @@ def tenant_patch(w: World) -> None:
     assert answer.status_code == 403
 
 
+def rollups(w: World) -> None:
+    """B's admin can neither read nor set A's rollup policy (B reads its own)."""
+    assert w.client.get("/v1/admin/tenants/default/rollups", headers=w.b).status_code == 403
+    body = {"tiers": [{"resolution": "raw", "keep": "1d"}, {"resolution": "1m"}]}
+    put = w.client.put("/v1/admin/tenants/default/rollups", json=body, headers=w.b)
+    assert put.status_code == 403
+    assert w.client.get("/v1/admin/tenants/default/rollups", headers=w.a).json()["source"] == (
+        "settings"
+    )
+    assert w.client.get("/v1/admin/tenants/other/rollups", headers=w.b).status_code == 200
+
+
 def keys(w: World) -> None:
     status, text = _get(w, "/v1/admin/keys")
     assert status == 200
@@ -263,6 +275,8 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/admin/tenants"): tenants,
     ("POST", "/v1/admin/tenants"): tenants,
     ("PATCH", "/v1/admin/tenants/{name}"): tenant_patch,
+    ("GET", "/v1/admin/tenants/{name}/rollups"): rollups,
+    ("PUT", "/v1/admin/tenants/{name}/rollups"): rollups,
     ("GET", "/v1/admin/keys"): keys,
     ("POST", "/v1/admin/keys"): keys,
     ("DELETE", "/v1/admin/keys/{key_id}"): key_revoke,

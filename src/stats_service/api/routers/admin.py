@@ -13,7 +13,9 @@ from ...errors import Forbidden
 from ...ingest.protocols.json_v1 import DEVICE_RE
 from ...ingest.replay import replay
 from ...model import Principal, Role
+from ...storage import rollups
 from ...storage.records import ApiKeyRecord, Tenant
+from ...storage.rollup_policy import TenantPolicy, parse_tenant_policy, parse_text
 from ..deps import AdminPrincipal, ServicesDep
 from ..problems import PROBLEM_RESPONSES
 
@@ -206,3 +208,49 @@ async def replay_archive(
         replay, services.archive, services.pipeline, services.writer, body.from_, body.to, tenant
     )
     return ReplayOut(batches=report.batches, points=report.points, failed=report.failed)
+
+
+class RollupTierIn(BaseModel):
+    resolution: str = Field(description="`raw` for the first tier, then e.g. `1m`, `1h`, `1d`.")
+    keep: str = Field("forever", description="How long rows are kept: `7d`, `90d` or `forever`.")
+
+
+class RollupOverrideIn(BaseModel):
+    metric: str | None = Field(None, description="Glob of metric names, e.g. `cpu_*`.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Exact tag values to match.")
+    tiers: list[RollupTierIn]
+
+
+class RollupPolicyIn(BaseModel):
+    tiers: list[RollupTierIn] = Field(description="The tenant's default: raw first, then tiers.")
+    overrides: list[RollupOverrideIn] = Field(
+        default_factory=list, description="Selectors with their own tiers; the first match wins."
+    )
+
+
+class RollupPolicyOut(RollupPolicyIn):
+    source: str = Field(description="`tenant` (set by PUT) or `settings` (the default).")
+
+
+@router.get("/tenants/{name}/rollups", response_model=RollupPolicyOut)
+def get_rollups(name: str, principal: AdminPrincipal, services: ServicesDep) -> RollupPolicyOut:
+    """The tenant's rollup tiers and per-selector overrides (docs/storage-rollups.md)."""
+    tenant = services.auth.tenant(_scope(principal, name))
+    with services.store.reader() as cur:
+        policy = rollups.load_policy(cur, tenant.id)
+    source = "tenant" if policy is not None else "settings"
+    if policy is None:
+        policy = TenantPolicy(parse_text(services.settings.rollup_policy))
+    return RollupPolicyOut.model_validate({**policy.to_json(), "source": source})
+
+
+@router.put("/tenants/{name}/rollups", response_model=RollupPolicyOut)
+def put_rollups(
+    name: str, body: RollupPolicyIn, principal: AdminPrincipal, services: ServicesDep
+) -> RollupPolicyOut:
+    """Replace the tenant's rollup policy; the rollup job applies it on its next run."""
+    tenant = services.auth.tenant(_scope(principal, name))
+    policy = parse_tenant_policy(body.model_dump(exclude_unset=True))
+    with services.store.transaction() as con:
+        rollups.save_policy(con, tenant.id, policy, datetime.now(UTC).replace(tzinfo=None))
+    return RollupPolicyOut.model_validate({**policy.to_json(), "source": "tenant"})
