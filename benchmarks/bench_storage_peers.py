@@ -383,6 +383,7 @@ class StoreResult:
     medians: dict[str, float] = field(default_factory=dict)
     answers: dict[str, Answer] = field(default_factory=dict)
     peak_rss: int = 0
+    db_used: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -531,7 +532,7 @@ def run_ours(
         run_queries(result, client, qs, "ours", args.repeat)
         server.stop()
         result.disk = _our_disk(data_dir)
-        used = _used_blocks(data_dir / "stats.duckdb")
+        used = result.db_used = _used_blocks(data_dir / "stats.duckdb")
         result.notes.append(
             f"DuckDB file {fmt_bytes(result.disk['db'])}, used blocks {fmt_bytes(used)}"
         )
@@ -733,6 +734,13 @@ def main() -> None:
                     *[""] * (len(headers) - 2),
                 ]
             )
+    rows.append(
+        [
+            f"ours: db used blocks bytes/point ({fmt_bytes(ours.db_used)})",
+            f"{ours.db_used / points:.2f}",
+            *[""] * (len(headers) - 2),
+        ]
+    )
     for q in qs:
         row(
             f"{q.name} median of {args.repeat} (ms)",
