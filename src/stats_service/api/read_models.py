@@ -105,6 +105,14 @@ class AggregateOut(Span):
         description="What answered, coarsest first: rollup tiers (`1h`, `1m`) and/or `raw` "
         "(see docs/storage-rollups.md).",
     )
+    answered_from: Time | None = Field(
+        None,
+        description="Only when the rollup policy deleted the raw points at an uneven `from`: "
+        "the first bucket holds the whole tier bucket from this time.",
+    )
+    answered_to: Time | None = Field(
+        None, description="The same for an uneven `to` whose raw points were deleted."
+    )
 
 
 class SeriesStats(BaseModel):

@@ -68,7 +68,7 @@ def aggregate(
     for sid in ids:
         lo, hi = int(np.searchsorted(sids, sid)), int(np.searchsorted(sids, sid, "right"))
         head = _head(query, sid, span)
-        head["tiers"] = answered.labels
+        head.update(answered.head)
         part = [r[lo:hi] for r in results]
         if grid is None:
             head["t"] = labels[inverse[lo:hi]].tolist()

@@ -50,6 +50,19 @@ class Plan:
     lo: list[int]
     hi: list[int]
     labels: list[str]  # what answered, e.g. ["1h", "raw"]
+    wanted: tuple[int, int]  # [from, to) asked for
+    answered: tuple[int, int]  # [from, to) of the data read: wider than asked only where
+    # raw points at an uneven edge were already deleted
+
+    @property
+    def head(self) -> dict[str, object]:
+        """Fields of the answer: `tiers`, and `answered_from`/`answered_to` if widened."""
+        out: dict[str, object] = {"tiers": self.labels}
+        if self.answered[0] < self.wanted[0]:
+            out["answered_from"] = _iso(self.answered[0])
+        if self.answered[1] > self.wanted[1]:
+            out["answered_to"] = _iso(self.answered[1])
+        return out
 
     def table(self) -> pa.Table:
         return pa.table(
@@ -106,7 +119,8 @@ def plan(
             labels.add(0)
     order = sorted(labels, reverse=True)
     names = ["raw" if t == 0 else format_duration(t) for t in order]
-    return Plan(list(ids), tiers, los, his, names)
+    widened = (min([span.from_us, *los]), max([span.to_us, *his]))
+    return Plan(list(ids), tiers, los, his, names, (span.from_us, span.to_us), widened)
 
 
 def _split(marks: list[Mark]) -> tuple[int, list[Mark]]:
@@ -136,13 +150,13 @@ def _choose(
     rollups: list[Mark], raw_floor: int, span: TimeRange, bounds: np.ndarray
 ) -> tuple[int, int, int] | None:
     """(tier, lo, hi) of the coarsest tier that, with the raw points that still exist,
-    covers the whole range; (0, to, to) for raw alone; None when nothing does."""
-    for mark in rollups:
+    covers the whole range; (0, to, to) for raw alone. When raw is gone at an uneven edge
+    of the range, the finest tier that covers it answers the whole tier bucket there
+    (the answer says so); None when nothing covers the range."""
+    aligned = [m for m in rollups if _aligned(m.tier_us, bounds)]
+    for mark in aligned:
         res = mark.tier_us
-        if not _aligned(res, bounds):
-            continue
-        floor = max(mark.since_us or _NEVER, mark.deleted_until_us or _NEVER)
-        lo = max(-(-span.from_us // res) * res, -(-floor // res) * res)
+        lo = max(_ceil(span.from_us, res), _ceil(_floor_of(mark), res))
         hi = min(span.to_us // res * res, mark.done_until_us or _NEVER)
         if hi <= lo:
             continue
@@ -152,7 +166,23 @@ def _choose(
             return res, lo, hi
     if raw_floor <= span.from_us:
         return 0, span.to_us, span.to_us
+    for mark in reversed(aligned):  # finest first: the least widening
+        res = mark.tier_us
+        lo = span.from_us // res * res
+        hi = min(_ceil(span.to_us, res), mark.done_until_us or _NEVER)
+        if _floor_of(mark) > lo or hi <= lo or (hi < span.to_us and raw_floor > hi):
+            continue
+        return res, lo, hi
     return None
+
+
+def _ceil(us: int, res: int) -> int:
+    return -(-us // res) * res
+
+
+def _floor_of(mark: Mark) -> int:
+    """Where the tier's rows begin: its first bucket or its trimming watermark."""
+    return max(mark.since_us or _NEVER, mark.deleted_until_us or _NEVER)
 
 
 def tiered_sql(buckets: Buckets, functions: tuple[str, ...], source: str) -> str:

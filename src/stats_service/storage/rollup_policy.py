@@ -115,7 +115,7 @@ class TenantPolicy:
 
 def format_duration(us: int) -> str:
     """The largest unit that divides `us` exactly: 60_000_000 -> `1m`."""
-    for unit in ("w", "d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s"):
         if us % _UNITS[unit] == 0:
             return f"{us // _UNITS[unit]}{unit}"
     return f"{us}us"

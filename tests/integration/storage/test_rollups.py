@@ -312,3 +312,23 @@ def store_now() -> Any:
     from datetime import datetime
 
     return datetime(2024, 6, 1)
+
+
+def test_uneven_edges_without_raw_answer_whole_tier_buckets_and_say_so(
+    store: EmbeddedStore,
+) -> None:
+    tid = tenant_id(store)
+    sid = add_series(store, tid, "t", {})
+    ts, values = data(11, T0, 48)
+    write(store, tid, sid, ts, values)
+    whole = answer(store, tid, [sid], T0, T0 + 40 * H, H)
+    roll(store, "raw 1h -> 1m forever -> 1h forever", T0 + 48 * H)
+    got = answer(store, tid, [sid], T0 + 17 * S, T0 + 39 * H + 30 * S, H)
+    assert got[0]["answered_from"] == "2024-06-01T00:00:00Z"
+    assert got[0]["answered_to"] == "2024-06-02T15:01:00Z"  # the finest tier that fits: 1m
+    assert got[0]["tiers"] == ["1m"]
+    assert got[0]["count"][:-1] == whole[0]["count"][:-1]
+    assert got[0]["mean"][:-1] == whole[0]["mean"][:-1]
+    exact = answer(store, tid, [sid], T0, T0 + 40 * H, H)
+    assert without_tiers(exact) == without_tiers(whole)
+    assert "answered_from" not in exact[0]
