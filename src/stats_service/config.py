@@ -218,7 +218,7 @@ class Settings(BaseSettings):
 
     # -- rollup tiers (docs/storage-rollups.md) ------------------------------------------
     rollup_policy: str = Field(
-        "raw 7d -> 1m 90d -> 1h forever",
+        "raw 30d -> 1m 90d -> 1h forever",
         description="Default rollup policy of tenants without their own: `raw <keep>` then "
         "`<resolution> <keep>` tiers, each a multiple of the one before; keep `forever` or "
         "a duration. `raw forever` with no tiers turns rollups off.",

@@ -33,8 +33,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from ..ingest.timestamps import MAX_US, MIN_US
 from ..model import Int64Array
 from .rollup_policy import Policy, TenantPolicy, format_duration, parse_tenant_policy
+from .sources import points_source
 
 LATE_GAP_US = 3600 * 1_000_000  # late points further apart than this are separate ranges
 _BEGIN = -(2**62)  # "no watermark yet", far before any timestamp
@@ -193,7 +195,7 @@ SELECT {res}::BIGINT AS tier_us, p.series_id,
        count(*) AS n, sum(p.value) AS sum, min(p.value) AS min, max(p.value) AS max,
        min(p.ts) AS first_ts, arg_min(p.value, p.ts) AS first,
        max(p.ts) AS last_ts, arg_max(p.value, p.ts) AS last
-FROM points p JOIN {ranges} r ON p.series_id = r.series_id
+FROM {source} p JOIN {ranges} r ON p.series_id = r.series_id
 WHERE p.ts >= r.lo AND p.ts < r.hi
 GROUP BY ALL
 """
@@ -216,15 +218,9 @@ def _roll_forward(
     con.execute("DELETE FROM rollup_ranges WHERE hi <= lo")
     if con.execute("SELECT count(*) FROM rollup_ranges").fetchone() == (0,):
         return
-    # the first run of a series starts at its oldest point, not at the beginning of time
-    con.execute(
-        "UPDATE rollup_ranges SET lo = greatest(lo, (SELECT make_timestamp("
-        f"min(epoch_us(p.ts)) // {res} * {res}) FROM points p "
-        "WHERE p.series_id = rollup_ranges.series_id AND p.ts >= rollup_ranges.lo)) "
-        f"WHERE epoch_us(lo) = {_BEGIN}"
-    )
     row = con.execute(
-        "INSERT INTO rollups " + _AGGREGATE.format(res=res, ranges="rollup_ranges")
+        "INSERT INTO rollups "
+        + _AGGREGATE.format(res=res, ranges="rollup_ranges", source=_source(con, "rollup_ranges"))
     ).fetchone()
     counts.add(counts.rolled, _label(res), int(row[0]) if row else 0)
     con.execute(
@@ -278,6 +274,18 @@ def _reaggregate_late(con: duckdb.DuckDBPyConnection, policy: Policy, counts: Ru
     con.execute("DELETE FROM rollup_dirty WHERE series_id IN (SELECT id FROM rollup_ids)")
 
 
+def _source(con: duckdb.DuckDBPyConnection, ranges: str) -> str:
+    """The raw relation (hot table plus any cold files) of the tenant over `ranges`."""
+    row = con.execute(
+        f"SELECT epoch_us(min(r.lo)), epoch_us(max(r.hi)), any_value(s.tenant_id) FROM {ranges} r "
+        "JOIN series s ON s.id = r.series_id"
+    ).fetchone()
+    if row is None or row[2] is None:
+        return "points"
+    lo, hi = max(int(row[0]), MIN_US), min(int(row[1]), MAX_US)
+    return points_source(con, int(row[2]), lo, hi)
+
+
 def _one_range(con: duckdb.DuckDBPyConnection, sid: int, lo: int, hi: int) -> None:
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rollup_one AS SELECT ?::BIGINT AS series_id, "
@@ -297,7 +305,8 @@ def _rebuild_buckets(
         [res, sid, lo, hi],
     )
     row = con.execute(
-        "INSERT INTO rollups " + _AGGREGATE.format(res=res, ranges="rollup_one")
+        "INSERT INTO rollups "
+        + _AGGREGATE.format(res=res, ranges="rollup_one", source=_source(con, "rollup_one"))
     ).fetchone()
     counts.add(counts.reaggregated, _label(res), int(row[0]) if row else 0)
 
@@ -314,7 +323,7 @@ def _merge_buckets(
         "max(last_ts) AS last_ts, arg_max(last, last_ts) AS last FROM ("
         "  SELECT * FROM rollups WHERE tier_us = ? AND series_id = ? "
         "  AND bucket >= make_timestamp(?) AND bucket < make_timestamp(?) UNION ALL "
-        + _AGGREGATE.format(res=res, ranges="rollup_one")
+        + _AGGREGATE.format(res=res, ranges="rollup_one", source=_source(con, "rollup_one"))
         + ") GROUP BY ALL",
         [res, sid, lo, hi],
     )

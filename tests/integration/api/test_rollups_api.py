@@ -22,7 +22,7 @@ def test_default_policy_comes_from_settings(client: TestClient) -> None:
     assert body == {
         "source": "settings",
         "tiers": [
-            {"resolution": "raw", "keep": "7d"},
+            {"resolution": "raw", "keep": "30d"},
             {"resolution": "1m", "keep": "90d"},
             {"resolution": "1h", "keep": "forever"},
         ],
