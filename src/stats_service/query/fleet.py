@@ -34,12 +34,13 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import orjson
 
 from ..errors import BadParameter, NotFound
 from ..model import Int64Array
 from ..storage.sources import points_source
 from . import aggregate as aggregates
-from .columns import floats, ints, number, series_id, time_or_none, times, values
+from .columns import floats, ints, number, series_id, times, values
 from .fill import counts, fill, place
 from .params import MAX_SERIES_IDS, TimeRange, encode_cursor, function_sql
 from .series import SERIES_COLUMNS, TAG_PREFIX, SeriesInfo
@@ -268,23 +269,38 @@ def _spread(
 # -- last values --------------------------------------------------------------------------
 
 
+_LATEST_COLUMNS = "s.id, s.metric, s.device, s.tags, s.unit, epoch_us(s.last_ts), s.last_value"
+
+
 def latest(
     cur: duckdb.DuckDBPyConnection, tenant_id: int, selection: Selection, limit: int, offset: int
 ) -> dict[str, Any]:
-    """The last reading of every matching series that has one, from the series table."""
+    """The last reading of every matching series that has one, from the series table.
+
+    A page of 1,000 series must answer in a few milliseconds, so the tags go out as the
+    stored JSON text (never parsed and dumped again) and the times are formatted in one
+    vectorised call."""
     clause, params = selection.where(tenant_id)
     rows = cur.execute(
-        f"SELECT {SERIES_COLUMNS} FROM series s WHERE {clause} AND s.last_ts IS NOT NULL "
+        f"SELECT {_LATEST_COLUMNS} FROM series s WHERE {clause} AND s.last_ts IS NOT NULL "
         "ORDER BY s.metric, s.device NULLS FIRST, s.id LIMIT ? OFFSET ?",
         [*params, limit + 1, offset],
     ).fetchall()
     more = len(rows) > limit
-    items = []
-    for info in map(SeriesInfo.from_row, rows[:limit]):
-        item = _key(info)
-        item["t"] = time_or_none(info.last_us)
-        item["value"] = number(info.last_value)
-        items.append(item)
+    rows = rows[:limit]
+    stamps = times(ints([r[5] for r in rows]), micros=True)
+    items = [
+        {
+            "series_id": str(r[0]),
+            "metric": r[1],
+            "device": r[2],
+            "tags": orjson.Fragment(r[3]),
+            "unit": r[4],
+            "t": t,
+            "value": number(r[6]),
+        }
+        for r, t in zip(rows, stamps, strict=True)
+    ]
     return {"items": items, "next_cursor": encode_cursor(offset + limit) if more else None}
 
 
