@@ -80,11 +80,10 @@ def export_partition(
             params = span + span
         else:
             source, params = DAY_ROWS, span
-        if not row and hot_rows == 0:  # nothing to move: the day is empty
+        if not row and hot_rows == 0:  # nothing to move: forget the empty day
             con.execute(
-                "UPDATE partitions SET dirty = false, compacted_at = ? "
-                "WHERE tenant_id = ? AND day = ?",
-                [now, part.tenant_id, part.day],
+                "DELETE FROM partitions WHERE tenant_id = ? AND day = ?",
+                [part.tenant_id, part.day],
             )
             return ColdWrite(part, path, 0, 0, 0)
         written = con.execute(
