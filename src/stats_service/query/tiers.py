@@ -194,12 +194,18 @@ WITH parts AS (
   SELECT r.series_id, r.bucket AS ts, r.n, r.sum, r.min, r.max, r.first_ts, r.first,
          r.last_ts, r.last
   FROM rollups r JOIN tier_plan p ON r.series_id = p.series_id AND r.tier_us = p.tier_us
-  WHERE r.bucket >= p.lo AND r.bucket < p.hi
+  WHERE r.bucket >= p.lo AND r.bucket < p.hi AND r.tier_us IN (SELECT unnest(?::BIGINT[]))
+    AND r.bucket >= make_timestamp(?::BIGINT) AND r.bucket < make_timestamp(?::BIGINT)
   UNION ALL
   SELECT x.series_id, x.ts, 1, x.value, x.value, x.value, x.ts, x.value, x.ts, x.value
   FROM {source} x JOIN tier_plan p ON x.series_id = p.series_id
   WHERE x.ts >= make_timestamp(?::BIGINT) AND x.ts < make_timestamp(?::BIGINT)
-    AND NOT (x.ts >= p.lo AND x.ts < p.hi)
+    AND x.ts < p.lo
+  UNION ALL
+  SELECT x.series_id, x.ts, 1, x.value, x.value, x.value, x.ts, x.value, x.ts, x.value
+  FROM {source} x JOIN tier_plan p ON x.series_id = p.series_id
+  WHERE x.ts >= make_timestamp(?::BIGINT) AND x.ts < make_timestamp(?::BIGINT)
+    AND x.ts >= p.hi AND x.ts >= p.lo
 )
 SELECT series_id, {buckets.sql("ts")} AS b, sum(n)::BIGINT AS n, {columns}
 FROM parts GROUP BY ALL ORDER BY series_id, b
@@ -223,7 +229,13 @@ def read(
     cur.register("tier_plan", answered.table())
     try:
         sql = tiered_sql(buckets, functions, source)
-        data: dict[str, np.ndarray] = cur.execute(sql, [span.from_us, span.to_us]).fetchnumpy()
+        # raw before the tier rows (uneven `from`) and after them (not yet rolled up): two
+        # scans bounded by constants, so DuckDB skips the row groups in between
+        head = (span.from_us, min(max(answered.lo), span.to_us))
+        tail = (max(span.from_us, min(answered.hi)), span.to_us)
+        used = [t for t in answered.tier_us if t]
+        rows = [sorted(set(used)), min(answered.lo), max(answered.hi)]
+        data: dict[str, np.ndarray] = cur.execute(sql, [*rows, *head, *tail]).fetchnumpy()
     finally:
         cur.unregister("tier_plan")
     return data
