@@ -128,7 +128,8 @@ def load(hosts: int, day: datetime, data_dir: Path) -> float:
 
 
 def compact(db: Path, cold_dir: Path, day: datetime) -> float:
-    """Compact the day in place (the real job, with its CHECKPOINT); returns seconds."""
+    """Compact the day in place (the real job; closing the store checkpoints); returns
+    the seconds of the job alone."""
     from prometheus_client import CollectorRegistry
 
     from stats_service.jobs.compaction import CompactionMetrics, Compactor

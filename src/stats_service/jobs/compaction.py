@@ -104,8 +104,6 @@ class Compactor:
                 self.metrics.rows.inc(done.rows_after)
                 self.metrics.partitions.labels("hot").inc()
             report.days.append(f"{part.tenant_id}/{part.day.isoformat()}")
-        if pending and not self.store.closed:
-            compaction.checkpoint(self.store)
         return report
 
 

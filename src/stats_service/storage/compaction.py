@@ -19,7 +19,6 @@ rowid) is kept.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,17 +74,6 @@ def compact_partition(store: EmbeddedStore, part: Partition, now: datetime) -> C
         duplicates=before - after,
     )
     return Compacted(part, before, after)
-
-
-def checkpoint(store: EmbeddedStore) -> bool:
-    """Write the WAL into the file and free the row groups that compaction emptied.
-
-    Best effort: DuckDB refuses while another transaction runs, and checkpoints by
-    itself later anyway."""
-    with store.reader() as cur, contextlib.suppress(duckdb.Error):
-        cur.execute("CHECKPOINT")
-        return True
-    return False
 
 
 def _count(rel: duckdb.DuckDBPyConnection) -> int:

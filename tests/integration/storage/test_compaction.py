@@ -5,11 +5,15 @@ makes a day dirty again, and the job's counters move."""
 from __future__ import annotations
 
 import random
+import time
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from conftest import ADMIN_KEY, make_settings
+from stats_service.app import create_app
 from stats_service.jobs.compaction import CompactionMetrics, Compactor
 from stats_service.services import Services
 from stats_service.storage.partitions import Partition, list_partitions
@@ -153,3 +157,20 @@ def test_counters_are_registered_and_counted(
     compactor(services, registry).run(NOW)
     assert registry.get_sample_value("stats_compaction_rows_total") == 400
     assert registry.get_sample_value("stats_compaction_partitions_total", {"tier": "hot"}) == 2
+
+
+def test_the_app_runs_the_job_on_its_interval(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, compaction_interval_s=0.05, compaction_delay_s=0.0)
+    with TestClient(create_app(settings)) as client:
+        services: Services = client.app.state.services  # type: ignore[attr-defined]
+        post(client, {"X-API-Key": ADMIN_KEY}, "a", [(stamp(DAY1, 10), 1.0)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with services.store.reader() as cur:
+                parts = list_partitions(cur)
+            if parts and not parts[0].dirty:
+                break
+            time.sleep(0.02)  # polling the job's result, bounded by the deadline
+        assert [(p.day, p.dirty) for p in parts] == [(DAY1, False)]
+        text = client.get("/metrics", headers={"X-API-Key": ADMIN_KEY}).text
+        assert 'stats_compaction_partitions_total{tier="hot"} 1.0' in text
