@@ -32,7 +32,7 @@ def apply_retention(
                 [cutoff, tenant.id],
             ).fetchall()
         count = (int(row[0][0]) if row else 0) + (int(states[0][0]) if states else 0)
-        count += drop_expired(store, tenant.id, cutoff.date())[1]  # whole cold days
+        count += drop_expired(store, tenant.id, cutoff)[1]  # cold days and files
         deleted[tenant.name] = count
         if count:
             metrics.retention_deleted.labels(tenant.name).inc(count)

@@ -142,19 +142,56 @@ def reconcile(store: EmbeddedStore, cold_dir: Path) -> dict[str, int]:
     return {"removed": removed, "missing": missing}
 
 
-def drop_expired(store: EmbeddedStore, tenant_id: int, before: date) -> tuple[int, int]:
-    """Retention: forget and delete the tenant's cold files of days before `before`
-    (whole days only). Returns (files, rows). The catalog rows go first (committed), then
-    the files: a crash in between leaves orphan files that `reconcile` removes."""
+def drop_expired(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> tuple[int, int]:
+    """Retention: the tenant's cold points older than `cutoff` go. Returns (files, rows).
+
+    Whole days before the cutoff's day: the catalog rows go first (committed), then the
+    files; a crash in between leaves orphan files that `reconcile` removes. The day the
+    cutoff falls in is rewritten without its expired points (temp file, fsync, rename,
+    catalog updated in the same transaction; a crash after the rename leaves a file that
+    already lacks only expired points)."""
     with store.transaction() as con:
         rows = con.execute(
             "DELETE FROM cold_files WHERE tenant_id = ? AND day < ? RETURNING path, rows",
-            [tenant_id, before],
+            [tenant_id, cutoff.date()],
         ).fetchall()
-        con.execute("DELETE FROM partitions WHERE tenant_id = ? AND day < ?", [tenant_id, before])
+        con.execute(
+            "DELETE FROM partitions WHERE tenant_id = ? AND day < ?", [tenant_id, cutoff.date()]
+        )
     for path, _ in rows:
         Path(str(path)).unlink(missing_ok=True)
-    return len(rows), sum(int(r[1]) for r in rows)
+    return len(rows), sum(int(r[1]) for r in rows) + _trim_day(store, tenant_id, cutoff)
+
+
+def _trim_day(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> int:
+    """Rewrite the cold file of the cutoff's day without its points older than `cutoff`."""
+    with store.transaction() as con:
+        found = con.execute(
+            "SELECT path, rows FROM cold_files WHERE tenant_id = ? AND day = ?",
+            [tenant_id, cutoff.date()],
+        ).fetchall()
+        if not found:
+            return 0
+        path, old_rows = Path(str(found[0][0])), int(found[0][1])
+        oldest = con.execute(f"SELECT min(ts) FROM read_parquet({_quote(path)})").fetchall()
+        if oldest[0][0] is None or oldest[0][0] >= cutoff:
+            return 0
+        tmp = path.with_name(path.name + ".tmp")
+        written = con.execute(
+            f"COPY (SELECT series_id, ts, value FROM read_parquet({_quote(path)}) WHERE ts >= ? "
+            f"ORDER BY series_id, ts) TO {_quote(tmp)} "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
+            [cutoff],
+        ).fetchall()
+        rows = int(written[0][0]) if written else 0
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+        con.execute(
+            "UPDATE cold_files SET rows = ?, bytes = ? WHERE tenant_id = ? AND day = ?",
+            [rows, path.stat().st_size, tenant_id, cutoff.date()],
+        )
+    return old_rows - rows
 
 
 def _fsync(path: Path) -> None:

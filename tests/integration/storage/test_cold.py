@@ -214,6 +214,27 @@ def test_retention_deletes_whole_cold_days(
     assert [s["count"] for s in stats["series"]] == [2 * 96, 2 * 96]
 
 
+def test_retention_trims_the_cold_day_the_cutoff_falls_in(
+    client: TestClient, services: Services, admin: dict[str, str]
+) -> None:
+    fill(client, admin)
+    compactor(services).run(NOW)
+    services.store.update_tenant("default", retention_days=18)
+    later = NOW + timedelta(hours=12)  # cutoff 2024-05-02 12:00
+    deleted = apply_retention(services.store, services.metrics, later, 24.0)
+    assert deleted["default"] == 2 * 96 + 2 * 48
+    trimmed = pq.read_table(
+        services.settings.cold_path.resolve() / "tenant=1" / "day=2024-05-02.parquet"
+    )
+    assert trimmed.num_rows == 2 * 48
+    assert min(trimmed["ts"].to_pylist()) == datetime(2024, 5, 2, 12)
+    stats = client.get("/v1/stats", params={**SPAN, "metric": "temp"}, headers=admin).json()
+    assert [s["count"] for s in stats["series"]] == [48 + 96, 48 + 96]
+    with services.store.reader() as cur:
+        assert cur.execute("SELECT rows FROM cold_files").fetchall() == [(2 * 48,)]
+    assert apply_retention(services.store, services.metrics, later, 24.0)["default"] == 0
+
+
 def test_reconcile_removes_leftovers_of_an_interrupted_move(
     client: TestClient, services: Services, admin: dict[str, str]
 ) -> None:
