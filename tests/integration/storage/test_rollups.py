@@ -9,11 +9,14 @@ are multiples of 1/4, so sums are exact in any order and equality is exact.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stats_service.errors import BadParameter
 from stats_service.jobs.rollup import run_rollups
@@ -332,3 +335,58 @@ def test_uneven_edges_without_raw_answer_whole_tier_buckets_and_say_so(
     exact = answer(store, tid, [sid], T0, T0 + 40 * H, H)
     assert without_tiers(exact) == without_tiers(whole)
     assert "answered_from" not in exact[0]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    hours=st.integers(2, 30),
+    bucket=st.sampled_from([M, 2 * M, 15 * M, H, 4 * H, D]),
+    lo_off=st.integers(0, 3 * H),
+    hi_cut=st.integers(0, 3 * H),
+    late=st.lists(st.tuples(st.integers(0, 40 * H), st.integers(-40, 40)), max_size=6),
+    trim=st.booleans(),
+)
+def test_random_data_and_late_writes_answer_as_raw_does(
+    seed: int,
+    hours: int,
+    bucket: int,
+    lo_off: int,
+    hi_cut: int,
+    late: list[tuple[int, int]],
+    trim: bool,
+) -> None:
+    """Rolled up (raw trimmed or not), then late points (some replacing stored ones, some
+    new), rolled up again: every exact function equals the raw answer of a reference
+    store that got the same writes and never rolled anything up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = [EmbeddedStore(Path(tmp) / f"{n}.duckdb", threads=1) for n in ("a", "b")]
+        for s in stores:
+            s.create_tenant("acme", retention_days=3650, max_series=10, max_batch_points=10**7)
+        tid = tenant_id(stores[0])
+        ts, values = data(seed, T0, hours)
+        late_ts = np.array([T0 + t for t, _ in late], dtype=np.int64)
+        late_v = np.array([v / 4 for _, v in late])
+        if trim:  # below the raw watermark only new times are exact (see the docs)
+            late_ts = late_ts // S * S + 1
+            late_v = late_v[~np.isin(late_ts, ts)]
+            late_ts = late_ts[~np.isin(late_ts, ts)]
+        else:  # some replace stored points
+            late_ts = np.where(late_v > 0, ts[np.minimum(late_ts % ts.size, ts.size - 1)], late_ts)
+        for s in stores:
+            sid = add_series(s, tid, "t", {})
+            write(s, tid, sid, ts, values)
+        policy = "raw 2h -> 1m 30d -> 1h forever" if trim else "raw forever -> 1m 1d -> 1h forever"
+        now = T0 + hours * H + 10 * M
+        roll(stores[0], policy, now)
+        if late_ts.size:
+            write(stores[0], tid, sid, late_ts, late_v)
+            write(stores[1], tid, sid, late_ts, late_v)
+            roll(stores[0], policy, now)
+        lo = T0 + (0 if trim else lo_off)
+        hi = T0 + 2 * D - (0 if trim else hi_cut)
+        got = answer(stores[0], tid, [sid], lo, hi, bucket)
+        want = answer(stores[1], tid, [sid], lo, hi, bucket)
+        assert without_tiers(got) == without_tiers(want)
+        for s in stores:
+            s.close()
