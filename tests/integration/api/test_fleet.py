@@ -7,13 +7,17 @@ answer is checked against values computed here from what was written.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from write_support import T0, T0_US, assert_problem
 
+from stats_service.jobs.compaction import CompactionMetrics, Compactor
 from stats_service.query import fleet
+from stats_service.services import Services
 
 START_S = T0_US // 1_000_000
 N = 60  # points per series, 10 s apart: ten minutes
@@ -238,3 +242,28 @@ def test_openapi_documents_examples(client: TestClient) -> None:
         content = paths[url]["get"]["responses"]["200"]["content"]["application/json"]
         assert content["example"], url
         assert "400" in paths[url]["get"]["responses"]
+
+
+def test_answers_are_the_same_once_the_day_is_in_the_cold_tier(
+    client: TestClient, written: dict[str, str], services: Services
+) -> None:
+    asks = [
+        ("/v1/aggregate", {"metric": "cpu", "group_by": "device", "fn": "max,mean", **SPAN}),
+        ("/v1/aggregate", {"metric": "cpu,mem", "fn": "p95", **SPAN}),
+        ("/v1/points", {"metric": "cpu,mem", "where": "value>=50", **SPAN}),
+        ("/v1/latest", {}),
+    ]
+    before = [get(client, url, written, **params) for url, params in asks]
+    compactor = Compactor(
+        services.store,
+        CompactionMetrics(CollectorRegistry()),
+        timedelta(hours=1),
+        services.settings.cold_path,
+        1,
+    )
+    report = compactor.run(datetime(2024, 5, 10))
+    assert report.days, report
+    with services.store.reader() as cur:
+        row = cur.execute("SELECT count(*) FROM points").fetchone()
+    assert row is not None and row[0] == 0  # every point is in the cold files now
+    assert [get(client, url, written, **params) for url, params in asks] == before
