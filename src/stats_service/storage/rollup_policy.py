@@ -29,6 +29,8 @@ _UNITS = {
 _DURATION = re.compile(r"(\d{1,9})([smhdw])")
 MAX_TIERS = 6
 MAX_OVERRIDES = 100
+MAX_RESOLUTION_US = 366 * 86_400 * SECOND_US
+MAX_KEEP_US = 36_600 * 86_400 * SECOND_US  # a hundred years
 FOREVER = "forever"
 
 
@@ -192,12 +194,26 @@ def parse_tiers(items: Any, loc: str) -> Policy:
                     )
                 )
                 continue
+        if res is not None and res > MAX_RESOLUTION_US:
+            errors.append(FieldError(f"{here}.resolution", "at most 366d"))
+            continue
+        if keep is not None and keep > MAX_KEEP_US:
+            errors.append(FieldError(f"{here}.keep", "at most 36600d; or `forever`"))
+            continue
         if keep is not None and res and keep < res:
             errors.append(
                 FieldError(f"{here}.keep", f"keep {keep_text} is shorter than {res_text}")
             )
             continue
         tiers.append(Tier(res, keep))
+    if not errors and len(tiers) == 1 and tiers[0].keep_us is not None:
+        errors.append(
+            FieldError(
+                f"{loc}[0].keep",
+                "a raw keep needs at least one rollup tier to keep the data in; without "
+                "tiers write `raw forever` (the tenant retention still deletes raw points)",
+            )
+        )
     if errors:
         raise ValidationFailed(errors)
     return Policy(tuple(tiers))

@@ -91,6 +91,9 @@ def test_text_policy_round_trips() -> None:
         ("raw 7d -> 1m", "`<resolution> <keep>`"),
         ("raw 7d -> 0m 1d", "not a duration"),
         ("raw 7d -> raw 8d", "only the first tier is `raw`"),
+        ("raw 7d", "needs at least one rollup tier"),
+        ("raw 7d -> 400d forever", "at most 366d"),
+        ("raw 7d -> 1d 99999999d", "at most 36600d"),
     ],
 )
 def test_bad_text_policies_say_what_is_wrong(text: str, words: str) -> None:
