@@ -33,6 +33,7 @@ import structlog
 from .compaction import DAY_ROWS, DELETE_DAY
 from .embedded import EmbeddedStore
 from .partitions import Partition
+from .sources import parquet_scan
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +70,10 @@ def export_partition(
         ).fetchall()
         hot_rows = int(con.execute(f"SELECT count(*) FROM ({DAY_ROWS})", span).fetchall()[0][0])
         if row:
-            old = _quote(Path(str(row[0][0])))
+            old = parquet_scan([str(row[0][0])])
             source = (
                 f"SELECT series_id, ts, value FROM ({DAY_ROWS}) UNION ALL "
-                f"SELECT c.series_id, c.ts, c.value FROM read_parquet({old}) c WHERE NOT EXISTS "
+                f"SELECT c.series_id, c.ts, c.value FROM {old} c WHERE NOT EXISTS "
                 "(SELECT 1 FROM points h WHERE h.series_id = c.series_id AND h.ts = c.ts "
                 "AND h.ts >= make_timestamp(?::BIGINT) AND h.ts < make_timestamp(?::BIGINT) "
                 "AND h.series_id IN (SELECT id FROM series WHERE tenant_id = ?))"
@@ -173,12 +174,13 @@ def _trim_day(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> int:
         if not found:
             return 0
         path, old_rows = Path(str(found[0][0])), int(found[0][1])
-        oldest = con.execute(f"SELECT min(ts) FROM read_parquet({_quote(path)})").fetchall()
+        scan = parquet_scan([str(path)])
+        oldest = con.execute(f"SELECT min(ts) FROM {scan}").fetchall()
         if oldest[0][0] is None or oldest[0][0] >= cutoff:
             return 0
         tmp = path.with_name(path.name + ".tmp")
         written = con.execute(
-            f"COPY (SELECT series_id, ts, value FROM read_parquet({_quote(path)}) WHERE ts >= ? "
+            f"COPY (SELECT series_id, ts, value FROM {scan} WHERE ts >= ? "
             f"ORDER BY series_id, ts) TO {_quote(tmp)} "
             "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
             [cutoff],

@@ -43,16 +43,22 @@ def cold_files(
     return [(str(r[0]), day_start_us(r[1]), day_start_us(r[1]) + DAY_US) for r in rows]
 
 
+def parquet_scan(paths: list[str]) -> str:
+    """`read_parquet` of these files, as SQL. Hive partitioning is off: the `tenant=<id>`
+    directory must not turn into a column."""
+    listed = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
+    return f"read_parquet([{listed}], hive_partitioning = false)"
+
+
 def points_source(cur: duckdb.DuckDBPyConnection, tenant_id: int, from_us: int, to_us: int) -> str:
     """SQL of the relation (series_id, ts, value) holding the tenant's points of the span."""
     files = cold_files(cur, tenant_id, from_us, to_us)
     if not files:
         return HOT
-    listed = ", ".join("'" + path.replace("'", "''") + "'" for path, _, _ in files)
     lo, hi = files[0][1], files[-1][2]
     return (
         "(SELECT series_id, ts, value FROM points UNION ALL "
-        f"SELECT c.series_id, c.ts, c.value FROM read_parquet([{listed}]) c "
+        f"SELECT c.series_id, c.ts, c.value FROM {parquet_scan([f[0] for f in files])} c "
         "WHERE NOT EXISTS (SELECT 1 FROM points h WHERE h.series_id = c.series_id "
         f"AND h.ts = c.ts AND h.ts >= make_timestamp({lo}::BIGINT) "
         f"AND h.ts < make_timestamp({hi}::BIGINT)))"
