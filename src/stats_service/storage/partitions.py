@@ -30,6 +30,8 @@ from ..model import Batch
 
 DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
+_FIRST_DAY = (date.min - _EPOCH).days
+_LAST_DAY = (date.max - _EPOCH).days
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,9 @@ class Partition:
 
 
 def day_of_us(us: int) -> date:
-    return _EPOCH + timedelta(days=us // DAY_US)
+    """The UTC day of a time; clamped to the dates Python has (year 1 to 9999)."""
+    days = min(max(us // DAY_US, _FIRST_DAY), _LAST_DAY)
+    return _EPOCH + timedelta(days=days)
 
 
 def day_start_us(day: date) -> int:

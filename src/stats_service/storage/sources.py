@@ -34,8 +34,7 @@ def cold_files(
     """(path, day start us, day end us) of the tenant's cold files overlapping [from, to)."""
     if to_us <= from_us:
         return []
-    lo = day_of_us(max(from_us, -(2**62)))
-    hi = day_of_us(min(to_us - 1, 2**62))
+    lo, hi = day_of_us(from_us), day_of_us(to_us - 1)
     rows = cur.execute(
         "SELECT path, day FROM cold_files WHERE tenant_id = ? AND day BETWEEN ? AND ? ORDER BY day",
         [tenant_id, lo, hi],

@@ -136,6 +136,9 @@ def test_old_days_move_to_parquet_and_reads_do_not_change(
     assert hot == 2 * 96  # only the recent day is still in the table
     assert tiers == {DAYS[0]: "cold", DAYS[1]: "cold", DAYS[2]: "hot"}
     assert reads(client, admin) == before
+    unbounded = client.get("/v1/export", params={"metric": "temp", "format": "csv"}, headers=admin)
+    assert unbounded.status_code == 200, unbounded.text
+    assert len(unbounded.text.splitlines()) == 1 + 2 * 3 * 96  # header + long rows, cold + hot
     assert registry.get_sample_value("stats_cold_files_total") == 2
     assert registry.get_sample_value("stats_cold_rows_total") == 4 * 96
     assert registry.get_sample_value("stats_cold_bytes_total") == sum(
