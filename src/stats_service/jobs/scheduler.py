@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -37,9 +36,16 @@ class Scheduler:
         self._tasks = []
 
     async def _loop(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(job.interval_s)
+            running = loop.run_in_executor(None, job.run)
             try:
-                await anyio.to_thread.run_sync(job.run)
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                # stopping: a running job holds the store, so it ends before the store closes
+                with contextlib.suppress(Exception):
+                    await running
+                raise
             except Exception as exc:  # a failing job logs and tries again next time
                 log.error("job_failed", job=job.name, error=str(exc))
