@@ -43,7 +43,7 @@ part = Partition(1, datetime(2024, 3, 1).date(), True, "hot")
 print("ready", flush=True)
 while True:
     if mode == "compact":
-        compact_partition(store, part, datetime(2024, 4, 1))
+        compact_partition(store, part, datetime(2024, 4, 1), chunk_rows=100_000)
     else:
         export_partition(store, cold_dir, part, datetime(2024, 4, 1))
     with store.transaction() as con:  # dirty again, so the next loop rewrites it again

@@ -8,10 +8,14 @@ Rewriting a closed day by series puts each series' points together, in time orde
 becomes runs, timestamps become constant deltas and a read of one series touches a few
 row groups instead of all of them.
 
-Crash safety: the rewrite of one partition is one DuckDB transaction (the latest rows
-in a temporary table, DELETE of the day, INSERT of the copy, partition marked clean).
-DuckDB's WAL makes it all-or-nothing: after a kill -9 at any moment the day holds
-either the old rows or the new ones, never both and never neither.
+Crash safety: a partition is rewritten a chunk of whole series at a time (about
+`CHUNK_ROWS` rows), each chunk one DuckDB transaction (its latest rows in a temporary
+table, DELETE of those series' rows of the day, INSERT of the copy); the partition is
+marked clean after the last chunk. DuckDB's WAL makes each chunk all-or-nothing: after a
+kill -9 at any moment every series of the day holds either its old rows or its new ones,
+never both and never neither, and a partition left half done is still dirty, so the
+next run finishes it. Between chunks the store's write lock is free, so ingestion
+pauses for one chunk (a fraction of a second), not for a whole day.
 
 Last write wins, defensively: the writer already replaces a stored (series, ts), but if
 the day ever holds two rows for one (series, ts), only the one written last (highest
@@ -62,6 +66,16 @@ DELETE FROM points
 WHERE ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
   AND series_id IN (SELECT id FROM series WHERE tenant_id = ?)
 """
+CHUNK_ROWS = 500_000
+# Rows per series of the tenant's day. Parameters: from, to, tenant.
+DAY_COUNTS = """
+SELECT series_id, count(*) FROM points
+WHERE ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
+  AND series_id IN (SELECT id FROM series WHERE tenant_id = ?)
+GROUP BY series_id ORDER BY series_id
+"""
+# Restricts DAY_LATEST / DELETE_DAY to a chunk of series (one more parameter: the ids).
+IN_CHUNK = "  AND series_id IN (SELECT unnest(?::BIGINT[]))\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +85,25 @@ class Compacted:
     rows_after: int
 
 
-def compact_partition(store: EmbeddedStore, part: Partition, now: datetime) -> Compacted:
-    """Rewrite one hot partition by series (`STORED_ORDER`), in one transaction; marks it
-    clean."""
+def compact_partition(
+    store: EmbeddedStore, part: Partition, now: datetime, chunk_rows: int = CHUNK_ROWS
+) -> Compacted:
+    """Rewrite one hot partition by series (`STORED_ORDER`), a chunk of series per
+    transaction; marks it clean after the last chunk."""
     span = [part.start_us, part.end_us, part.tenant_id]
+    with store.reader() as cur:
+        counts = cur.execute(DAY_COUNTS, span).fetchall()
+    before = after = 0
+    for ids in _chunks(counts, chunk_rows):
+        chunk = [*span, ids]
+        with store.transaction() as con:
+            latest = DAY_LATEST.replace("QUALIFY", IN_CHUNK + "QUALIFY")
+            con.execute("CREATE OR REPLACE TEMP TABLE compacting AS " + latest, chunk)
+            before += _count(con.execute(DELETE_DAY + IN_CHUNK, chunk))
+            con.execute("INSERT INTO points " + STORED_ORDER)
+            after += _count(con.execute("SELECT count(*) FROM compacting"))
+            con.execute("DROP TABLE compacting")
     with store.transaction() as con:
-        con.execute("CREATE OR REPLACE TEMP TABLE compacting AS " + DAY_LATEST, span)
-        before = _count(con.execute(DELETE_DAY, span))
-        con.execute("INSERT INTO points " + STORED_ORDER)
-        after = _count(con.execute("SELECT count(*) FROM compacting"))
-        con.execute("DROP TABLE compacting")
         con.execute(
             "UPDATE partitions SET dirty = false, compacted_at = ? WHERE tenant_id = ? AND day = ?",
             [now, part.tenant_id, part.day],
@@ -93,6 +116,22 @@ def compact_partition(store: EmbeddedStore, part: Partition, now: datetime) -> C
         duplicates=before - after,
     )
     return Compacted(part, before, after)
+
+
+def _chunks(counts: list[tuple[int, int]], chunk_rows: int) -> list[list[int]]:
+    """Series ids in order, cut into runs of about `chunk_rows` rows (a series whole)."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for sid, n in counts:
+        if current and rows + int(n) > chunk_rows:
+            chunks.append(current)
+            current, rows = [], 0
+        current.append(int(sid))
+        rows += int(n)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _count(rel: duckdb.DuckDBPyConnection) -> int:

@@ -16,6 +16,7 @@ from conftest import ADMIN_KEY, make_settings
 from stats_service.app import create_app
 from stats_service.jobs.compaction import CompactionMetrics, Compactor
 from stats_service.services import Services
+from stats_service.storage.compaction import compact_partition
 from stats_service.storage.partitions import Partition, list_partitions
 
 DAY1 = date(2024, 5, 1)
@@ -115,6 +116,25 @@ def test_compaction_keeps_the_rows_and_groups_them_by_series(
     with services.store.reader() as cur:
         assert not any(p.dirty for p in list_partitions(cur))
     assert compactor(services).run(NOW).compacted == 0  # nothing left to do
+
+
+def test_a_day_is_rewritten_a_chunk_of_series_at_a_time(
+    client: TestClient, services: Services, admin: dict[str, str]
+) -> None:
+    fill(client, admin)  # 4 series of 200 points a day
+    before = rows(services)
+    with services.store.reader() as cur:
+        day1 = next(p for p in list_partitions(cur) if p.day == DAY1)
+    done = compact_partition(services.store, day1, NOW, chunk_rows=250)  # 4 chunks
+    assert done.rows_after == 4 * 200
+    assert rows(services) == before
+    with services.store.reader() as cur:
+        stored = cur.execute(
+            "SELECT series_id FROM points WHERE ts::DATE = ? ORDER BY rowid", [DAY1]
+        ).fetchall()
+        assert [p.dirty for p in list_partitions(cur) if p.day == DAY1] == [False]
+    runs = [sid for i, (sid,) in enumerate(stored) if i == 0 or stored[i - 1][0] != sid]
+    assert len(runs) == 4  # every series' rows of the day are together
 
 
 def test_open_partitions_wait_for_the_delay(
