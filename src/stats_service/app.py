@@ -44,6 +44,7 @@ from .jobs.scheduler import Job, Scheduler
 from .listeners import build_listeners
 from .logs import configure as configure_logs
 from .services import Services
+from .storage.cold_objects import ColdObjects
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +84,9 @@ def create_app(
         if generated is not None and on_admin_key is not None:
             on_admin_key(generated)
         app.state.services = services
+        objects = ColdObjects.from_settings(settings)  # the cold tier's bucket, if any
+        if objects is not None:
+            objects.attach(services.store)
         scheduler = Scheduler(
             [
                 Job(
@@ -93,9 +97,10 @@ def create_app(
                         services.metrics,
                         datetime.now(UTC).replace(tzinfo=None),
                         settings.idempotency_ttl_h,
+                        objects,
                     ),
                 ),
-                *compaction_job(services.store, services.metrics.registry, settings),
+                *compaction_job(services.store, services.metrics.registry, settings, objects),
                 *rollup_job(services.store, services.metrics.registry, settings),
             ]
         )

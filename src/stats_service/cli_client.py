@@ -21,6 +21,7 @@ from .config import Settings
 from .errors import ServiceError
 from .logs import configure
 from .services import Services
+from .storage.cold_objects import ColdObjects
 from .storage.embedded import StoreLocked
 
 CONTROL_HEADER = "X-API-Key"
@@ -154,6 +155,9 @@ def local_services(settings: Settings) -> Iterator[Services]:
             err=True,
         )
         raise typer.Exit(3) from None
+    objects = ColdObjects.from_settings(settings)  # cold files in a bucket stay readable
+    if objects is not None:
+        objects.attach(services.store)
     services.start()
     try:
         generated = services.auth.bootstrap()

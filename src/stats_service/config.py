@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ValidationFailed
@@ -215,6 +215,28 @@ class Settings(BaseSettings):
     cold_dir: Path | None = Field(
         None, description="Directory of the cold tier's Parquet files (default: <data_dir>/cold)."
     )
+    cold_s3_bucket: str | None = Field(
+        None,
+        description="S3-compatible bucket for cold files (unset: cold files stay in `cold_dir`).",
+    )
+    cold_s3_endpoint_url: str | None = Field(
+        None, description="Endpoint URL of the S3-compatible server (unset: AWS S3)."
+    )
+    cold_s3_prefix: str = Field("stats", description="Key prefix of cold files in the bucket.")
+    cold_s3_region: str = Field("us-east-1", description="Region of the bucket.")
+    cold_s3_access_key_id: str | None = Field(
+        None, description="Access key id (unset: the usual AWS credential chain)."
+    )
+    cold_s3_secret_access_key: SecretStr | None = Field(
+        None, description="Secret access key belonging to `cold_s3_access_key_id`."
+    )
+    cold_s3_cache_dir: Path | None = Field(
+        None,
+        description="Local cache of cold objects read back (default: <data_dir>/cold-cache).",
+    )
+    cold_s3_cache_mb: float = Field(
+        1024.0, gt=0, description="Size bound of the cold object cache, in MiB (LRU eviction)."
+    )
 
     # -- rollup tiers (docs/storage-rollups.md) ------------------------------------------
     rollup_policy: str = Field(
@@ -256,6 +278,12 @@ class Settings(BaseSettings):
     @property
     def cold_path(self) -> Path:
         return self.cold_dir if self.cold_dir is not None else self.data_dir / "cold"
+
+    @property
+    def cold_s3_cache_path(self) -> Path:
+        if self.cold_s3_cache_dir is not None:
+            return self.cold_s3_cache_dir
+        return self.data_dir / "cold-cache"
 
     @property
     def archive_dir(self) -> Path:

@@ -4,6 +4,8 @@ One run handles every pending partition, oldest first, one transaction each (so 
 interrupted by a shutdown or a crash has finished some partitions and left the others
 dirty for the next run). A closed day older than `cold_after_days` goes straight to its
 Parquet file (sorted there); other closed dirty days are rewritten sorted in place.
+With a bucket configured, a day whose upload fails stays hot and is tried again next run
+(the other days of the run go on).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ..config import Settings
 from ..storage import cold, compaction, partitions
+from ..storage.cold_objects import ColdObjectError, ColdObjects
 from ..storage.embedded import EmbeddedStore
 from .scheduler import Job
 
@@ -47,6 +50,11 @@ class CompactionMetrics:
         self.cold_rows = Counter(
             "stats_cold_rows", "Points written to cold-tier files.", registry=registry
         )
+        self.cold_upload_failures = Counter(
+            "stats_cold_upload_failures",
+            "Cold days not moved because the upload to the bucket failed (retried next run).",
+            registry=registry,
+        )
 
 
 @dataclass
@@ -65,9 +73,10 @@ class Compactor:
     delay: timedelta
     cold_dir: Path
     cold_after_days: int  # 0: no cold tier
+    objects: ColdObjects | None = None  # the bucket, when configured
 
     def reconcile(self) -> dict[str, int]:
-        return cold.reconcile(self.store, self.cold_dir)
+        return cold.reconcile(self.store, self.cold_dir, self.objects)
 
     def run(self, now: datetime | None = None) -> CompactionReport:
         now = now or datetime.now(UTC).replace(tzinfo=None)
@@ -88,7 +97,19 @@ class Compactor:
                 break
             to_cold = part.tier == "cold" or (self.cold_after_days > 0 and part.day < cold_before)
             if to_cold:
-                moved = cold.export_partition(self.store, self.cold_dir, part, now)
+                try:
+                    moved = cold.export_partition(
+                        self.store, self.cold_dir, part, now, self.objects
+                    )
+                except ColdObjectError as exc:  # rows stay hot; next run tries again
+                    self.metrics.cold_upload_failures.inc()
+                    log.error(
+                        "cold_upload_failed",
+                        tenant_id=part.tenant_id,
+                        day=part.day.isoformat(),
+                        error=str(exc),
+                    )
+                    continue
                 report.moved += 1
                 report.rows += moved.rows
                 report.cold_bytes += moved.bytes
@@ -108,7 +129,10 @@ class Compactor:
 
 
 def compaction_job(
-    store: EmbeddedStore, registry: CollectorRegistry, settings: Settings
+    store: EmbeddedStore,
+    registry: CollectorRegistry,
+    settings: Settings,
+    objects: ColdObjects | None = None,
 ) -> list[Job]:
     """The job list entry for `Scheduler` (empty when disabled). Reconciles the cold
     directory first, before anything can write to it."""
@@ -120,6 +144,7 @@ def compaction_job(
         timedelta(seconds=settings.compaction_delay_s),
         settings.cold_path,
         settings.cold_after_days,
+        objects,
     )
     compactor.reconcile()
     return [Job("compaction", settings.compaction_interval_s, compactor.run)]

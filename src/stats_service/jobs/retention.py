@@ -8,13 +8,18 @@ import structlog
 
 from ..metrics import ServiceMetrics
 from ..storage.cold import drop_expired
+from ..storage.cold_objects import ColdObjects
 from ..storage.embedded import EmbeddedStore
 
 log = structlog.get_logger(__name__)
 
 
 def apply_retention(
-    store: EmbeddedStore, metrics: ServiceMetrics, now: datetime, idempotency_ttl_h: float
+    store: EmbeddedStore,
+    metrics: ServiceMetrics,
+    now: datetime,
+    idempotency_ttl_h: float,
+    objects: ColdObjects | None = None,
 ) -> dict[str, int]:
     """Delete expired points of every tenant; returns the count deleted per tenant."""
     deleted: dict[str, int] = {}
@@ -32,7 +37,7 @@ def apply_retention(
                 [cutoff, tenant.id],
             ).fetchall()
         count = (int(row[0][0]) if row else 0) + (int(states[0][0]) if states else 0)
-        count += drop_expired(store, tenant.id, cutoff)[1]  # cold days and files
+        count += drop_expired(store, tenant.id, cutoff, objects)[1]  # cold days and files
         deleted[tenant.name] = count
         if count:
             metrics.retention_deleted.labels(tenant.name).inc(count)

@@ -19,6 +19,14 @@ leaves, for a first move, a file without a catalog row (removed at start-up: its
 are still hot) and, for a re-export, a file holding a superset of what the catalog
 promises while the late rows are still hot too; reads prefer the hot row (see
 `sources.py`), so both states read the same. After 3, a crash loses nothing.
+
+With a bucket configured (`cold_objects.py`), step 2 is followed by the upload of the
+file, verified (size and MD5/ETag) before step 3; the catalog row then holds the object's
+`s3://bucket/key#etag` and the local file becomes a cache entry. A failed upload rolls the
+transaction back: the rows stay hot and the next run tries again. An object without a
+catalog row (a crash between upload and commit of a first move) is deleted at start-up;
+a re-export's object whose ETag is newer than the catalog's (same crash, later move) is
+a superset of what the catalog promises and is adopted (hot rows still win).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from pathlib import Path
 
 import structlog
 
+from .cold_objects import ColdObjectError, ColdObjects, is_object_url, parse_url
 from .compaction import DAY_ROWS, DELETE_DAY
 from .embedded import EmbeddedStore
 from .partitions import Partition
@@ -55,22 +64,37 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _local_copy(objects: ColdObjects | None, path: str, size: int) -> str:
+    """A local path of the catalog's file `path` (fetched into the cache if an object)."""
+    if not is_object_url(path):
+        return path
+    if objects is None:
+        raise ColdObjectError(f"{path} is in a bucket but no cold_s3_bucket is configured")
+    return str(objects.fetch(path, size))
+
+
 def export_partition(
-    store: EmbeddedStore, cold_dir: Path, part: Partition, now: datetime
+    store: EmbeddedStore,
+    cold_dir: Path,
+    part: Partition,
+    now: datetime,
+    objects: ColdObjects | None = None,
 ) -> ColdWrite:
-    """Move (or re-export) one closed day of one tenant to its Parquet file."""
+    """Move (or re-export) one closed day of one tenant to its Parquet file (and, with
+    `objects`, to the bucket). Raises ColdObjectError when the upload fails: nothing
+    is committed then, the rows stay hot."""
     path = day_path(cold_dir.resolve(), part.tenant_id, part.day)
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     span = [part.start_us, part.end_us, part.tenant_id]
     with store.transaction() as con:
         row = con.execute(
-            "SELECT path FROM cold_files WHERE tenant_id = ? AND day = ?",
+            "SELECT path, bytes FROM cold_files WHERE tenant_id = ? AND day = ?",
             [part.tenant_id, part.day],
         ).fetchall()
         hot_rows = int(con.execute(f"SELECT count(*) FROM ({DAY_ROWS})", span).fetchall()[0][0])
         if row:
-            old = parquet_scan([str(row[0][0])])
+            old = parquet_scan([_local_copy(objects, str(row[0][0]), int(row[0][1]))])
             source = (
                 f"SELECT series_id, ts, value FROM ({DAY_ROWS}) UNION ALL "
                 f"SELECT c.series_id, c.ts, c.value FROM {old} c WHERE NOT EXISTS "
@@ -97,16 +121,23 @@ def export_partition(
         os.replace(tmp, path)
         _fsync(path.parent)
         size = path.stat().st_size
+        where = str(path)
+        ref = None
+        if objects is not None:  # raises before anything below: the rows stay hot
+            ref = objects.upload(path, objects.key_for(part.tenant_id, part.day))
+            where = ref.url
         con.execute(DELETE_DAY, span)
         con.execute(
             "INSERT OR REPLACE INTO cold_files VALUES (?, ?, ?, ?, ?, ?)",
-            [part.tenant_id, part.day, str(path), rows, size, now],
+            [part.tenant_id, part.day, where, rows, size, now],
         )
         con.execute(
             "UPDATE partitions SET tier = 'cold', dirty = false, compacted_at = ? "
             "WHERE tenant_id = ? AND day = ?",
             [now, part.tenant_id, part.day],
         )
+    if objects is not None and ref is not None:
+        objects.adopt(path, ref)  # the local copy becomes a cache entry
     log.info(
         "partition_moved_cold",
         tenant_id=part.tenant_id,
@@ -114,12 +145,14 @@ def export_partition(
         rows=rows,
         hot_rows=hot_rows,
         bytes=size,
-        path=str(path),
+        path=where,
     )
     return ColdWrite(part, path, rows, size, hot_rows)
 
 
-def reconcile(store: EmbeddedStore, cold_dir: Path) -> dict[str, int]:
+def reconcile(
+    store: EmbeddedStore, cold_dir: Path, objects: ColdObjects | None = None
+) -> dict[str, int]:
     """At start-up: remove what an interrupted move left behind.
 
     `.tmp` files and files without a catalog row are leftovers of a move that did not
@@ -136,14 +169,53 @@ def reconcile(store: EmbeddedStore, cold_dir: Path) -> dict[str, int]:
                 file.unlink(missing_ok=True)
                 removed += 1
                 log.warning("cold_leftover_removed", path=str(file))
-    for path in sorted(listed):
+    local = {p for p in listed if not is_object_url(p)}
+    for path in sorted(local):
         if not Path(path).is_file():
             missing += 1
             log.error("cold_file_missing", path=path)
+    remote = {p for p in listed if is_object_url(p)}
+    if objects is None:
+        if remote:
+            log.error("cold_objects_unreachable", files=len(remote), reason="no bucket configured")
+        return {"removed": removed, "missing": missing}
+    more = _reconcile_objects(store, objects, remote)
+    return {"removed": removed + more["removed"], "missing": missing + more["missing"]}
+
+
+def _reconcile_objects(
+    store: EmbeddedStore, objects: ColdObjects, listed: set[str]
+) -> dict[str, int]:
+    """Objects under the prefix without a catalog row go (their rows are still hot);
+    a catalog row whose object has another ETag (an interrupted re-export or trim, which
+    uploaded a superset or a copy lacking only expired points) takes the object's ETag
+    and size; a catalog row without its object is logged as an error."""
+    known = {parse_url(p).key: parse_url(p) for p in listed}
+    removed = missing = 0
+    for key in list(objects.keys()):
+        if key.endswith(".parquet") and key not in known:
+            objects.delete(parse_url(f"s3://{objects.bucket}/{key}#orphan"))
+            removed += 1
+            log.warning("cold_object_leftover_removed", key=key)
+    for key, ref in sorted(known.items()):
+        head = objects.head(key)
+        if head is None:
+            missing += 1
+            log.error("cold_object_missing", key=key)
+        elif head[0] != ref.etag:
+            fixed = parse_url(f"s3://{ref.bucket}/{key}#{head[0]}")
+            with store.transaction() as con:
+                con.execute(
+                    "UPDATE cold_files SET path = ?, bytes = ? WHERE path = ?",
+                    [fixed.url, head[1], ref.url],
+                )
+            log.warning("cold_object_adopted", key=key, etag=head[0])
     return {"removed": removed, "missing": missing}
 
 
-def drop_expired(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> tuple[int, int]:
+def drop_expired(
+    store: EmbeddedStore, tenant_id: int, cutoff: datetime, objects: ColdObjects | None = None
+) -> tuple[int, int]:
     """Retention: the tenant's cold points older than `cutoff` go. Returns (files, rows).
 
     Whole days before the cutoff's day: the catalog rows go first (committed), then the
@@ -160,20 +232,32 @@ def drop_expired(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> tupl
             "DELETE FROM partitions WHERE tenant_id = ? AND day < ?", [tenant_id, cutoff.date()]
         )
     for path, _ in rows:
-        Path(str(path)).unlink(missing_ok=True)
-    return len(rows), sum(int(r[1]) for r in rows) + _trim_day(store, tenant_id, cutoff)
+        if not is_object_url(str(path)):
+            Path(str(path)).unlink(missing_ok=True)
+        elif objects is None:
+            log.error("cold_object_not_deleted", path=str(path), reason="no bucket configured")
+        else:
+            try:
+                objects.delete(parse_url(str(path)))
+            except ColdObjectError as exc:  # removed by the next start-up's reconcile
+                log.error("cold_object_not_deleted", path=str(path), error=str(exc))
+    trimmed = _trim_day(store, tenant_id, cutoff, objects)
+    return len(rows), sum(int(r[1]) for r in rows) + trimmed
 
 
-def _trim_day(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> int:
+def _trim_day(
+    store: EmbeddedStore, tenant_id: int, cutoff: datetime, objects: ColdObjects | None
+) -> int:
     """Rewrite the cold file of the cutoff's day without its points older than `cutoff`."""
     with store.transaction() as con:
         found = con.execute(
-            "SELECT path, rows FROM cold_files WHERE tenant_id = ? AND day = ?",
+            "SELECT path, rows, bytes FROM cold_files WHERE tenant_id = ? AND day = ?",
             [tenant_id, cutoff.date()],
         ).fetchall()
         if not found:
             return 0
-        path, old_rows = Path(str(found[0][0])), int(found[0][1])
+        where, old_rows = str(found[0][0]), int(found[0][1])
+        path = Path(_local_copy(objects, where, int(found[0][2])))
         scan = parquet_scan([str(path)])
         oldest = con.execute(f"SELECT min(ts) FROM {scan}").fetchall()
         if oldest[0][0] is None or oldest[0][0] >= cutoff:
@@ -187,12 +271,24 @@ def _trim_day(store: EmbeddedStore, tenant_id: int, cutoff: datetime) -> int:
         ).fetchall()
         rows = int(written[0][0]) if written else 0
         _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(path.parent)
+        ref = None
+        if objects is not None and is_object_url(where):
+            try:  # raises: nothing committed, the file keeps its expired points
+                ref = objects.upload(tmp, parse_url(where).key)
+            except ColdObjectError:
+                tmp.unlink(missing_ok=True)
+                raise
+            size, where = tmp.stat().st_size, ref.url
+        else:
+            os.replace(tmp, path)
+            _fsync(path.parent)
+            size = path.stat().st_size
         con.execute(
-            "UPDATE cold_files SET rows = ?, bytes = ? WHERE tenant_id = ? AND day = ?",
-            [rows, path.stat().st_size, tenant_id, cutoff.date()],
+            "UPDATE cold_files SET path = ?, rows = ?, bytes = ? WHERE tenant_id = ? AND day = ?",
+            [where, rows, size, tenant_id, cutoff.date()],
         )
+    if objects is not None and ref is not None:
+        objects.adopt(tmp, ref)
     return old_rows - rows
 
 

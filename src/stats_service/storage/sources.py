@@ -17,12 +17,19 @@ nothing is materialised in Python.
 
 Only files of the tenant are listed (the catalog is keyed by tenant and day), so one
 tenant's read never opens another tenant's files.
+
+A catalog row pointing into a bucket (`s3://...`, see `cold_objects.py`) is resolved to
+a local cached copy before the query, through the `stats_cold_fetch` function the
+object store registered on the connection; a bucket that cannot be read makes the read
+fail with 503 (never a silently shorter answer).
 """
 
 from __future__ import annotations
 
 import duckdb
 
+from ..errors import Unavailable
+from .cold_objects import FETCH_FUNCTION, is_object_url
 from .partitions import DAY_US, day_of_us, day_start_us
 
 HOT = "points"
@@ -36,10 +43,31 @@ def cold_files(
         return []
     lo, hi = day_of_us(from_us), day_of_us(to_us - 1)
     rows = cur.execute(
-        "SELECT path, day FROM cold_files WHERE tenant_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+        "SELECT path, day, bytes FROM cold_files WHERE tenant_id = ? AND day BETWEEN ? AND ? "
+        "ORDER BY day",
         [tenant_id, lo, hi],
     ).fetchall()
-    return [(str(r[0]), day_start_us(r[1]), day_start_us(r[1]) + DAY_US) for r in rows]
+    paths = _local(cur, [(str(r[0]), int(r[2])) for r in rows])
+    return [
+        (path, day_start_us(r[1]), day_start_us(r[1]) + DAY_US)
+        for path, r in zip(paths, rows, strict=True)
+    ]
+
+
+def _local(cur: duckdb.DuckDBPyConnection, files: list[tuple[str, int]]) -> list[str]:
+    """The paths themselves, objects replaced by the paths of their verified cached
+    copies (fetched in one call: the cache keeps all files of one query)."""
+    remote = [(p, n) for p, n in files if is_object_url(p)]
+    if not remote:
+        return [p for p, _ in files]
+    try:
+        row = cur.execute(
+            f"SELECT {FETCH_FUNCTION}(?, ?)", [[p for p, _ in remote], [n for _, n in remote]]
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise Unavailable(f"cold tier objects not readable: {exc}") from exc
+    local = dict(zip((p for p, _ in remote), (str(x) for x in row[0][0]), strict=True))
+    return [local.get(p, p) for p, _ in files]
 
 
 def parquet_scan(paths: list[str]) -> str:
