@@ -179,7 +179,11 @@ def reconcile(
         if remote:
             log.error("cold_objects_unreachable", files=len(remote), reason="no bucket configured")
         return {"removed": removed, "missing": missing}
-    more = _reconcile_objects(store, objects, remote)
+    try:
+        more = _reconcile_objects(store, objects, remote)
+    except ColdObjectError as exc:  # the bucket is unreachable: start anyway, reads say 503
+        log.error("cold_objects_not_reconciled", error=str(exc))
+        return {"removed": removed, "missing": missing}
     return {"removed": removed + more["removed"], "missing": missing + more["missing"]}
 
 

@@ -184,8 +184,9 @@ class ColdObjects:
         """(etag, size) of the object, None when it does not exist."""
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=key)
-        except self._client.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in {"404", "NoSuchKey"}:
+        except Exception as exc:
+            response = getattr(exc, "response", None) or {}
+            if str(response.get("Error", {}).get("Code")) in {"404", "NoSuchKey"}:
                 return None
             raise ColdObjectError(f"HEAD {key} failed: {exc}") from exc
         return str(head["ETag"]).strip('"'), int(head["ContentLength"])
@@ -283,10 +284,13 @@ class ColdObjects:
 
     def _evict(self, keep: set[Path]) -> None:
         """Remove least recently used files until the cache fits its bound."""
-        files = [
-            (p.stat().st_mtime, p.stat().st_size, p)
-            for p in self.cache_dir.glob("tenant=*/day=*.parquet")
-        ]
+        files = []
+        for path in self.cache_dir.glob("tenant=*/day=*.parquet"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed meanwhile (retention)
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
         total = sum(f[1] for f in files)
         now = time.time()
         for mtime, size, path in sorted(files):

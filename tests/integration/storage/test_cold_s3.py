@@ -288,6 +288,21 @@ def test_a_failed_upload_leaves_the_rows_hot_and_a_later_run_moves_them(
         assert reads(client, admin) == before
     finally:
         down.stop()
+    # The bucket unreachable: a read needing an object not cached is a clear 503,
+    # start-up reconciliation logs and goes on; recent (hot) data stays readable.
+    for cached in objects.cache_dir.rglob("*.parquet"):
+        cached.unlink()
+    sid = series_ids(client, admin)[0]
+    cold_read = client.get(f"/v1/series/{sid}/points", params=SPAN, headers=admin)
+    assert cold_read.status_code == 503, cold_read.text
+    assert "cold tier objects not readable" in cold_read.text
+    recent = {"from": "2024-05-18T00:00:00Z", "to": "2024-05-19T00:00:00Z"}
+    hot_read = client.get(f"/v1/series/{sid}/points", params=recent, headers=admin)
+    assert hot_read.status_code == 200 and len(hot_read.json()["t"]) == 96
+    assert cold.reconcile(services.store, services.settings.cold_path, objects) == {
+        "removed": 0,
+        "missing": 0,
+    }
 
 
 def test_retention_deletes_and_trims_objects(
