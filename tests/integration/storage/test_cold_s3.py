@@ -305,6 +305,32 @@ def test_a_failed_upload_leaves_the_rows_hot_and_a_later_run_moves_them(
     }
 
 
+def test_a_late_write_into_a_cold_day_is_re_exported_to_the_bucket(
+    client: TestClient, services: Services, admin: dict[str, str], s3: S3Server, bucket: str
+) -> None:
+    fill(client, admin)
+    objects = objects_for(s3, bucket, services.settings.data_dir / "cache")
+    objects.attach(services.store)
+    compactor(services, objects).run(NOW)
+    key = f"{PREFIX}/tenant=1/day=2024-05-01.parquet"
+    first = s3.client().head_object(Bucket=bucket, Key=key)["ETag"]
+    for cached in objects.cache_dir.rglob("*.parquet"):
+        cached.unlink()  # the re-export must fetch the old object to merge over it
+    post(client, admin, "a", [(stamp(DAYS[0], 0), -5.0), (stamp(DAYS[0], 30), -6.0)])
+    before = reads(client, admin)
+    assert compactor(services, objects).run(NOW).moved == 1
+    assert object_rows(s3, bucket, key) == 2 * 96 + 1
+    head = s3.client().head_object(Bucket=bucket, Key=key)["ETag"]
+    assert head != first
+    path = next(p for p, _ in catalog(services) if parse_url(p).key == key)
+    assert parse_url(path).etag == head.strip('"')
+    assert _names(objects.cache_dir, "2024-05-01") == [
+        f"day=2024-05-01.{head.strip(chr(34))}.parquet"
+    ]
+    assert hot_rows(services) == 2 * 96
+    assert reads(client, admin) == before
+
+
 def test_retention_deletes_and_trims_objects(
     client: TestClient, services: Services, admin: dict[str, str], s3: S3Server, bucket: str
 ) -> None:
