@@ -6,6 +6,7 @@ next page starts strictly after it, so pages never overlap and never skip a poin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -25,6 +26,11 @@ ORDER BY ts LIMIT ?
 """
 
 
+PageReader = Callable[
+    [duckdb.DuckDBPyConnection, int, int, TimeRange, int, "int | None"], dict[str, Any]
+]
+
+
 def read_points(
     cur: duckdb.DuckDBPyConnection,
     tenant_id: int,
@@ -34,8 +40,7 @@ def read_points(
     after_us: int | None = None,
 ) -> dict[str, Any]:
     """Columnar points: `t` (RFC 3339, microseconds), `value`, and `next_cursor` or None."""
-    get_series(cur, tenant_id, sid)
-    start = span.from_us if after_us is None else max(span.from_us, after_us + 1)
+    start = _start(cur, tenant_id, sid, span, after_us)
     stamps, numbers = ints([]), floats([])
     if start < span.to_us:
         source = points_source(cur, tenant_id, start, span.to_us)
@@ -43,22 +48,10 @@ def read_points(
         data = cur.execute(sql, [sid, start, span.to_us, limit + 1]).fetchnumpy()
         stamps, numbers = ints(data["t"]), floats(data["value"])
     more = stamps.shape[0] > limit
-    stamps, numbers = stamps[:limit], numbers[:limit]
-    return {
-        "series_id": series_id(sid),
-        "from": times(ints([span.from_us]), micros=True)[0],
-        "to": times(ints([span.to_us]), micros=True)[0],
-        "t": times(stamps, micros=True),
-        "value": values(numbers),
-        "next_cursor": encode_cursor(int(stamps[-1])) if more else None,
-    }
+    return _page(sid, span, stamps[:limit], more) | {"value": values(numbers[:limit])}
 
 
-_STATES_SQL = """
-SELECT epoch_us(ts) AS t, value FROM states
-WHERE series_id = ? AND ts >= make_timestamp(?::BIGINT) AND ts < make_timestamp(?::BIGINT)
-ORDER BY ts LIMIT ?
-"""
+_STATES_SQL = _SQL.format(source="states")
 
 
 def read_states(
@@ -69,20 +62,29 @@ def read_states(
     limit: int = DEFAULT_LIMIT,
     after_us: int | None = None,
 ) -> dict[str, Any]:
-    """Text values (states) of a series, paged like `read_points`."""
-    get_series(cur, tenant_id, sid)
-    start = span.from_us if after_us is None else max(span.from_us, after_us + 1)
+    """Text values (states) of a series, paged like `read_points`: `t` and `text`."""
+    start = _start(cur, tenant_id, sid, span, after_us)
     rows: list[tuple[int, str]] = []
     if start < span.to_us:
         rows = cur.execute(_STATES_SQL, [sid, start, span.to_us, limit + 1]).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    stamps = ints([r[0] for r in rows])
+    return _page(sid, span, ints([r[0] for r in rows]), more) | {"text": [str(r[1]) for r in rows]}
+
+
+def _start(
+    cur: duckdb.DuckDBPyConnection, tenant_id: int, sid: int, span: TimeRange, after: int | None
+) -> int:
+    """Where the page starts; 404 for a series the tenant does not have."""
+    get_series(cur, tenant_id, sid)
+    return span.from_us if after is None else max(span.from_us, after + 1)
+
+
+def _page(sid: int, span: TimeRange, stamps: Any, more: bool) -> dict[str, Any]:
     return {
         "series_id": series_id(sid),
         "from": times(ints([span.from_us]), micros=True)[0],
         "to": times(ints([span.to_us]), micros=True)[0],
         "t": times(stamps, micros=True),
-        "text": [str(r[1]) for r in rows],
         "next_cursor": encode_cursor(int(stamps[-1])) if more else None,
     }

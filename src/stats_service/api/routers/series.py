@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ...errors import BadParameter, NotFound
+from ...model import Principal
 from ...query import aggregate as aggregates
 from ...query import points, series
 from ...query.buckets import Buckets
@@ -22,6 +23,7 @@ from ...query.params import (
     parse_tz,
     time_range,
 )
+from ...services import Services
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import (
     READ_PROBLEMS,
@@ -85,6 +87,27 @@ def get_series(series_id: SeriesIdPath, principal: ReadPrincipal, services: Serv
         return series.get_series(cur, principal.tenant_id, _sid(series_id)).as_dict()
 
 
+Limit = Annotated[int, Query(ge=1, le=points.MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the page before.")]
+
+
+def _page(
+    read: points.PageReader,
+    services: Services,
+    principal: Principal,
+    series_id: str,
+    span: tuple[str | None, str | None],
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    """One page of a series' points or states, oldest first."""
+    window = time_range(span[0], span[1], _now_us())
+    after = decode_cursor("cursor", cursor)
+    with services.store.reader() as cur:
+        body = read(cur, principal.tenant_id, _sid(series_id), window, limit, after)
+    return _json(body)
+
+
 @router.get("/v1/series/{series_id}/points", response_model=PointsOut, responses=READ_PROBLEMS)
 def get_points(
     series_id: SeriesIdPath,
@@ -92,15 +115,11 @@ def get_points(
     services: ServicesDep,
     from_: From = None,
     to: To = None,
-    limit: Annotated[int, Query(ge=1, le=points.MAX_LIMIT)] = points.DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+    limit: Limit = points.DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Response:
     """Raw points in [from, to), oldest first, `limit` at a time (columnar)."""
-    span = time_range(from_, to, _now_us())
-    after = decode_cursor("cursor", cursor)
-    with services.store.reader() as cur:
-        body = points.read_points(cur, principal.tenant_id, _sid(series_id), span, limit, after)
-    return _json(body)
+    return _page(points.read_points, services, principal, series_id, (from_, to), limit, cursor)
 
 
 @router.get("/v1/series/{series_id}/states", response_model=StatesOut, responses=READ_PROBLEMS)
@@ -110,16 +129,12 @@ def get_states(
     services: ServicesDep,
     from_: From = None,
     to: To = None,
-    limit: Annotated[int, Query(ge=1, le=points.MAX_LIMIT)] = points.DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+    limit: Limit = points.DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Response:
     """Text values (states such as `on`, `heat`, a firmware version) in [from, to), oldest
     first. Numbers of the same series are under `/points`."""
-    span = time_range(from_, to, _now_us())
-    after = decode_cursor("cursor", cursor)
-    with services.store.reader() as cur:
-        body = points.read_states(cur, principal.tenant_id, _sid(series_id), span, limit, after)
-    return _json(body)
+    return _page(points.read_states, services, principal, series_id, (from_, to), limit, cursor)
 
 
 @router.get(
