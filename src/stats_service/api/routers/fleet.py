@@ -7,25 +7,26 @@ list of alternatives (`device=h1,h2`). Handlers only parse parameters and hand o
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from ...query import fleet
-from ...query.aggregate import AggregateQuery
-from ...query.buckets import Buckets
-from ...query.fill import parse_fill
-from ...query.params import (
-    decode_offset,
-    parse_duration,
-    parse_functions,
-    parse_tz,
-    time_range,
-)
+from ...query.params import decode_offset, time_range
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import READ_PROBLEMS, FleetAggregateOut, FleetPointsOut, LatestPage
+from ..read_params import (
+    Bucket,
+    Cursor,
+    Fill,
+    From,
+    Functions,
+    To,
+    Tz,
+    aggregate_query,
+    json_response,
+    now_us,
+)
 
 router = APIRouter(tags=["fleet"])
 
@@ -36,14 +37,6 @@ Metric = Annotated[
 Device = Annotated[
     str | None, Query(description="Device names, comma-separated.", examples=["h1,h2"])
 ]
-From = Annotated[
-    str | None,
-    Query(alias="from", description="Start (included): RFC 3339, epoch, `now-1h`. Default to-24h."),
-]
-To = Annotated[
-    str | None, Query(description="End (excluded): RFC 3339, epoch, `now`. Default now.")
-]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the page before.")]
 TAGS_NOTE = " Filter by tags with `tag.<key>=v1,v2` (any of the values), e.g. `tag.rack=12`."
 
 _AGGREGATE_EXAMPLE = {
@@ -105,8 +98,6 @@ def _responses(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"example": example}}}, **READ_PROBLEMS}
 
 
-def _json(body: Any) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get(
@@ -126,34 +117,26 @@ def get_aggregate(
     device: Device = None,
     from_: From = None,
     to: To = None,
-    bucket: Annotated[str, Query(description="Bucket width: 10s, 1m, 1h, 1d, 1w...")] = "1m",
-    fn: Annotated[
-        str, Query(description="Functions: mean,min,max,sum,count,median,stddev,first,last,pNN.")
-    ] = "mean",
+    bucket: Bucket = "1m",
+    fn: Functions = "mean",
     group_by: Annotated[
         str, Query(description="`series`, `device` (device and metric) or `metric`.")
     ] = "series",
-    fill: Annotated[str, Query(description="none, null, previous, zero or linear.")] = "none",
-    tz: Annotated[str, Query(description="IANA zone of day/week buckets and of `t`.")] = "UTC",
+    fill: Fill = "none",
+    tz: Tz = "UTC",
     limit: Annotated[int, Query(ge=1, le=1000, description="Groups per page.")] = 100,
     cursor: Cursor = None,
 ) -> Response:
     """Bucketed aggregates of many series (chart-ready, one object per group)."""
     selection = fleet.parse_selection(metric, device, request.query_params)
-    query = AggregateQuery(
-        span=time_range(from_, to, time.time_ns() // 1000),
-        buckets=Buckets(parse_duration("bucket", bucket), parse_tz(tz)),
-        functions=tuple(parse_functions(fn)),
-        fill=parse_fill(fill),
-        bucket_label=bucket.strip().lower(),
-    )
+    query = aggregate_query(from_, to, bucket, fn, fill, tz)
     offset = decode_offset("cursor", cursor)
     group = group_by.strip().lower()
     with services.store.reader() as cur:
         body = fleet.aggregate_fleet(
             cur, principal.tenant_id, selection, query, group, limit, offset
         )
-    return _json(body)
+    return json_response(body)
 
 
 @router.get(
@@ -178,7 +161,7 @@ def get_latest(
     offset = decode_offset("cursor", cursor)
     with services.store.reader() as cur:
         body = fleet.latest(cur, principal.tenant_id, selection, limit, offset)
-    return _json(body)
+    return json_response(body)
 
 
 @router.get(
@@ -207,11 +190,11 @@ def get_points(
 ) -> Response:
     """Raw points of many series with a value filter (e.g. hosts over 90 % CPU)."""
     selection = fleet.parse_selection(metric, device, request.query_params)
-    span = time_range(from_, to, time.time_ns() // 1000)
+    span = time_range(from_, to, now_us())
     value_filter = fleet.parse_value_filter(where, min_, max_)
     after = fleet.decode_points_cursor(cursor)
     with services.store.reader() as cur:
         body = fleet.fleet_points(
             cur, principal.tenant_id, selection, span, value_filter, limit, after
         )
-    return _json(body)
+    return json_response(body)

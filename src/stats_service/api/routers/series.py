@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ...errors import BadParameter, NotFound
 from ...model import Principal
 from ...query import aggregate as aggregates
 from ...query import points, series
-from ...query.buckets import Buckets
-from ...query.fill import parse_fill
-from ...query.params import (
-    decode_cursor,
-    decode_offset,
-    parse_duration,
-    parse_functions,
-    parse_series_id,
-    parse_tz,
-    time_range,
-)
+from ...query.params import decode_cursor, decode_offset, parse_series_id, time_range
 from ...services import Services
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import (
@@ -33,18 +21,23 @@ from ..read_models import (
     SeriesPage,
     StatesOut,
 )
+from ..read_params import (
+    Bucket,
+    Cursor,
+    Fill,
+    From,
+    Functions,
+    To,
+    Tz,
+    aggregate_query,
+    json_response,
+    now_us,
+)
 
 router = APIRouter(tags=["series"])
 
 SeriesIdPath = Annotated[
     str, Path(pattern=r"^-?[0-9]{1,19}$", description="Series id (decimal, signed 64-bit).")
-]
-From = Annotated[
-    str | None,
-    Query(alias="from", description="Start (included): RFC 3339, epoch, `now-1h`. Default to-24h."),
-]
-To = Annotated[
-    str | None, Query(description="End (excluded): RFC 3339, epoch, `now`. Default now.")
 ]
 
 
@@ -53,14 +46,6 @@ def _sid(text: str) -> int:
         return parse_series_id("series_id", text)
     except BadParameter:
         raise NotFound(f"series {text} does not exist") from None
-
-
-def _json(body: Any) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @router.get("/v1/series", response_model=SeriesPage, responses=READ_PROBLEMS)
@@ -88,7 +73,6 @@ def get_series(series_id: SeriesIdPath, principal: ReadPrincipal, services: Serv
 
 
 Limit = Annotated[int, Query(ge=1, le=points.MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the page before.")]
 
 
 def _page(
@@ -101,11 +85,11 @@ def _page(
     cursor: str | None,
 ) -> Response:
     """One page of a series' points or states, oldest first."""
-    window = time_range(span[0], span[1], _now_us())
+    window = time_range(span[0], span[1], now_us())
     after = decode_cursor("cursor", cursor)
     with services.store.reader() as cur:
         body = read(cur, principal.tenant_id, _sid(series_id), window, limit, after)
-    return _json(body)
+    return json_response(body)
 
 
 @router.get("/v1/series/{series_id}/points", response_model=PointsOut, responses=READ_PROBLEMS)
@@ -146,21 +130,13 @@ def get_aggregate(
     services: ServicesDep,
     from_: From = None,
     to: To = None,
-    bucket: Annotated[str, Query(description="Bucket width: 10s, 1m, 1h, 1d, 1w...")] = "1m",
-    fn: Annotated[
-        str, Query(description="Functions: mean,min,max,sum,count,median,stddev,first,last,pNN.")
-    ] = "mean",
-    fill: Annotated[str, Query(description="none, null, previous, zero or linear.")] = "none",
-    tz: Annotated[str, Query(description="IANA zone of day/week buckets and of `t`.")] = "UTC",
+    bucket: Bucket = "1m",
+    fn: Functions = "mean",
+    fill: Fill = "none",
+    tz: Tz = "UTC",
 ) -> Response:
     """Aligned buckets of one series with the requested functions (columnar, chart-ready)."""
-    query = aggregates.AggregateQuery(
-        span=time_range(from_, to, _now_us()),
-        buckets=Buckets(parse_duration("bucket", bucket), parse_tz(tz)),
-        functions=tuple(parse_functions(fn)),
-        fill=parse_fill(fill),
-        bucket_label=bucket.strip().lower(),
-    )
+    query = aggregate_query(from_, to, bucket, fn, fill, tz)
     with services.store.reader() as cur:
         body = aggregates.aggregate(cur, principal.tenant_id, [_sid(series_id)], query)
-    return _json(body[0])
+    return json_response(body[0])
