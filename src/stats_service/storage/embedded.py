@@ -3,22 +3,35 @@
 DuckDB allows one writing process per file. Inside this process every write goes
 through the single writer thread (`ingest/writer.py`) or the short metadata calls here,
 which serialise on `_write_lock`; reads take their own cursor and run concurrently.
+
+DuckDB never shrinks its file: blocks freed by deletes (compaction rewrites a closed
+day, the cold tier moves days out) are reused by later writes but stay on disk.
+`reclaim()` copies the database into a new file and swaps it in (see its docstring).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import structlog
 
 from ..errors import Conflict, NotFound
 from .records import ApiKeyRecord, Tenant
 from .schema import MIGRATIONS
+
+log = structlog.get_logger(__name__)
+
+RECLAIM_SUFFIX = ".reclaim"  # the sibling file `reclaim()` copies into
+_COPY_ALIAS = "stats_reclaim_copy"
 
 
 class StoreLocked(RuntimeError):
@@ -29,16 +42,120 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@dataclass(frozen=True)
+class DatabaseSize:
+    """What `PRAGMA database_size` says of the store's file, plus its size on disk."""
+
+    file_bytes: int
+    block_size: int
+    total_blocks: int
+    used_blocks: int
+    free_blocks: int
+
+    @property
+    def free_bytes(self) -> int:
+        return self.free_blocks * self.block_size
+
+    @property
+    def free_ratio(self) -> float:
+        return self.free_blocks / self.total_blocks if self.total_blocks else 0.0
+
+
+@dataclass(frozen=True)
+class ReclaimReport:
+    """The outcome of one `reclaim()`: status is "done", "skipped: <why>" or
+    "aborted: <why>" (the old file is kept in the last two cases)."""
+
+    status: str
+    bytes_before: int
+    bytes_after: int
+    free_blocks_before: int
+    block_size: int
+    seconds: float
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def reclaimed_bytes(self) -> int:
+        return max(0, self.bytes_before - self.bytes_after)
+
+
+class _ReaderGate:
+    """Counts the cursors handed out by `reader()`; `close()` stops new ones and waits
+    for the open ones to finish. A thread that already holds a reader gets a nested one
+    even while the gate is closed (it would otherwise wait for itself)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._shut = False
+        self._mine = threading.local()
+
+    def enter(self) -> None:
+        held = getattr(self._mine, "held", 0)
+        with self._cond:
+            if not held:
+                self._cond.wait_for(lambda: not self._shut)
+            self._active += 1
+        self._mine.held = held + 1
+
+    def leave(self) -> None:
+        self._mine.held -= 1
+        with self._cond:
+            self._active -= 1
+            if self._active == 0:
+                self._cond.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Stop new readers; True once none is open, False (and open again) on timeout."""
+        with self._cond:
+            self._shut = True
+            if self._cond.wait_for(lambda: self._active == 0, timeout):
+                return True
+            self._shut = False
+            self._cond.notify_all()
+            return False
+
+    def open(self) -> None:
+        with self._cond:
+            self._shut = False
+            self._cond.notify_all()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _remove_reclaim_leftovers(path: Path) -> None:
+    """A copy of an interrupted `reclaim()`: never swapped in, so never needed."""
+    for leftover in (_sibling(path, RECLAIM_SUFFIX), _sibling(path, RECLAIM_SUFFIX + ".wal")):
+        if leftover.exists():
+            log.warning("reclaim_leftover_removed", path=str(leftover))
+            leftover.unlink()
+
+
 class EmbeddedStore:
     """DuckDB-backed store of tenants, keys, devices, series and points."""
 
     def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": memory_limit,
+            "threads": threads,
+        }
         try:
-            self._con = duckdb.connect(
-                str(path), config={"memory_limit": memory_limit, "threads": threads}
-            )
+            self._con = duckdb.connect(str(path), config=self._config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLocked(
@@ -46,7 +163,10 @@ class EmbeddedStore:
                     "on this data dir?)"
                 ) from exc
             raise
+        # Only once the file is ours: another process's reclaim may be running otherwise.
+        _remove_reclaim_leftovers(path)
         self._write_lock = threading.RLock()
+        self._readers = _ReaderGate()
         self._closed = False
         self._migrate()
 
@@ -60,9 +180,7 @@ class EmbeddedStore:
         for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
             con.execute("BEGIN")
             con.execute(sql)
-            con.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(number)]
-            )
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(number)])
             con.execute("COMMIT")
 
     def close(self) -> None:
@@ -94,11 +212,15 @@ class EmbeddedStore:
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of its own for one read; safe to use from any thread."""
-        cur = self._con.cursor()
+        self._readers.enter()
         try:
-            yield cur
+            cur = self._con.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
         finally:
-            cur.close()
+            self._readers.leave()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -112,6 +234,125 @@ class EmbeddedStore:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+
+    # -- giving freed space back to the disk ------------------------------------------
+
+    def database_size(self) -> DatabaseSize:
+        with self.reader() as cur:
+            return self._size(cur)
+
+    def _size(self, con: duckdb.DuckDBPyConnection) -> DatabaseSize:
+        row = con.execute(
+            "SELECT block_size, total_blocks, used_blocks, free_blocks "
+            "FROM pragma_database_size() WHERE database_name = current_database()"
+        ).fetchall()[0]
+        return DatabaseSize(self.path.stat().st_size, *(int(v) for v in row))
+
+    def reclaim(self, *, busy_timeout_s: float = 5.0) -> ReclaimReport:
+        """Rewrite the file without its free blocks, online; returns what it did.
+
+        Holds the write lock throughout (writes wait), stops new readers and waits up to
+        `busy_timeout_s` for open ones (returns "skipped: busy" if they do not finish;
+        they wait meanwhile and go on unharmed). Then: CHECKPOINT (the WAL is empty), copy
+        everything into `<file>.reclaim` (ATTACH + COPY FROM DATABASE, in storage order,
+        so compacted days stay sorted), check the copy (every table's row count, the
+        views, macros, indexes, constraints and types, every sequence's next value), DETACH
+        it (a checkpoint), fsync it, close the old connection, `os.replace` the copy over
+        the file, fsync the directory, reconnect. Readers waiting at the gate then read
+        the new file.
+
+        Crash safety: until `os.replace` the old file is untouched and holds everything
+        (a leftover copy is deleted at the next open); `os.replace` is atomic, and the
+        copy is complete and durable before it. The old file's WAL is empty (checkpoint,
+        then a clean close) before the swap, so no old WAL can be replayed into the new
+        file; if one is left the swap is aborted.
+        """
+        started = time.monotonic()
+        with self._write_lock:
+            if self._closed:
+                return ReclaimReport("skipped: closed", 0, 0, 0, 0, 0.0)
+            if not self._readers.close(busy_timeout_s):
+                size = self._size(self._con)
+                log.info("reclaim_skipped_busy", timeout_s=busy_timeout_s)
+                return ReclaimReport(
+                    "skipped: busy",
+                    size.file_bytes,
+                    size.file_bytes,
+                    size.free_blocks,
+                    size.block_size,
+                    time.monotonic() - started,
+                )
+            try:
+                before = self._size(self._con)
+                status = self._swap_in_copy()
+                after = self.path.stat().st_size if status == "done" else before.file_bytes
+            finally:
+                self._readers.open()
+        report = ReclaimReport(
+            status,
+            before.file_bytes,
+            after,
+            before.free_blocks,
+            before.block_size,
+            time.monotonic() - started,
+        )
+        log.info(
+            "reclaim",
+            status=status,
+            bytes_before=report.bytes_before,
+            bytes_after=report.bytes_after,
+            free_blocks_before=report.free_blocks_before,
+            seconds=round(report.seconds, 3),
+        )
+        return report
+
+    def _swap_in_copy(self) -> str:
+        """The body of `reclaim()`, under the write lock with no reader open."""
+        copy = _sibling(self.path, RECLAIM_SUFFIX)
+        copy_wal = _sibling(self.path, RECLAIM_SUFFIX + ".wal")
+        old_wal = _sibling(self.path, ".wal")
+        con = self._con
+        attached = disconnected = swapped = False
+        try:
+            con.execute("CHECKPOINT")
+            _remove_reclaim_leftovers(self.path)
+            source = str(con.execute("SELECT current_database()").fetchall()[0][0])
+            con.execute(f"ATTACH '{_quote_str(str(copy))}' AS {_COPY_ALIAS}")
+            attached = True
+            con.execute(f"COPY FROM DATABASE {_ident(source)} TO {_COPY_ALIAS}")
+            problem = _align_sequences(con, source, _COPY_ALIAS) or _compare_catalogs(
+                con, source, _COPY_ALIAS
+            )
+            if problem:
+                log.error("reclaim_copy_differs", problem=problem)
+                return f"aborted: {problem}"
+            con.execute(f"DETACH {_COPY_ALIAS}")
+            attached = False
+            if copy_wal.exists() and copy_wal.stat().st_size > 0:
+                return "aborted: the copy kept a WAL after DETACH"
+            _fsync(copy)
+            con.close()
+            disconnected = True
+            if old_wal.exists() and old_wal.stat().st_size > 0:
+                return "aborted: the old file kept a WAL after closing"
+            os.replace(copy, self.path)
+            swapped = True
+            _fsync(self.path.parent)
+        except (duckdb.Error, OSError) as exc:
+            if swapped:
+                raise  # the new file is in place; reconnecting below is all that is left
+            log.error("reclaim_failed", error=str(exc))
+            return f"aborted: {exc}"
+        finally:
+            if attached:
+                with suppress(duckdb.Error):
+                    con.execute(f"DETACH {_COPY_ALIAS}")
+            if not swapped:
+                copy.unlink(missing_ok=True)
+                copy_wal.unlink(missing_ok=True)
+            if disconnected:
+                self._con = duckdb.connect(str(self.path), config=self._config)
+        return "done"
 
     # -- tenants -----------------------------------------------------------------------
 
@@ -284,3 +525,93 @@ class EmbeddedStore:
                 "SELECT body_hash, response FROM idempotency WHERE batch_id = ?", [batch_id]
             ).fetchone()
         return (str(row[0]), str(row[1])) if row else None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _next_values(con: duckdb.DuckDBPyConnection, db: str) -> dict[tuple[str, str], int]:
+    """The value each sequence of `db` hands out next."""
+    rows = con.execute(
+        "SELECT schema_name, sequence_name, start_value, increment_by, last_value "
+        "FROM duckdb_sequences() WHERE database_name = ?",
+        [db],
+    ).fetchall()
+    return {
+        (str(r[0]), str(r[1])): int(r[2]) if r[4] is None else int(r[4]) + int(r[3]) for r in rows
+    }
+
+
+def _align_sequences(con: duckdb.DuckDBPyConnection, source: str, target: str) -> str:
+    """Advance any sequence of the copy that would hand out a value the source already
+    has (the copy must never reuse an id); "" when all agree afterwards."""
+    want = _next_values(con, source)
+    steps = {
+        (str(r[0]), str(r[1])): int(r[2])
+        for r in con.execute(
+            "SELECT schema_name, sequence_name, increment_by FROM duckdb_sequences() "
+            "WHERE database_name = ?",
+            [source],
+        ).fetchall()
+    }
+    for key, next_value in _next_values(con, target).items():
+        if key not in want:
+            continue
+        behind = (want[key] - next_value) // steps[key]
+        if behind > 0:
+            name = ".".join(_ident(part) for part in (target, *key))
+            con.execute(f"SELECT max(nextval('{_quote_str(name)}')) FROM range(?)", [behind])
+    got = _next_values(con, target)
+    for key, next_value in want.items():
+        if got.get(key) != next_value:
+            return f"sequence {key[0]}.{key[1]}: next value {got.get(key)} != {next_value}"
+    return ""
+
+
+def _catalog(con: duckdb.DuckDBPyConnection, db: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The objects of `db` by kind, and every table's row count."""
+    queries = {
+        "views": "SELECT schema_name, view_name FROM duckdb_views() "
+        "WHERE database_name = ? AND NOT internal",
+        "macros": "SELECT DISTINCT schema_name, function_name, function_type "
+        "FROM duckdb_functions() WHERE database_name = ? AND NOT internal",
+        "indexes": "SELECT schema_name, index_name, table_name, is_unique "
+        "FROM duckdb_indexes() WHERE database_name = ?",
+        "constraints": "SELECT schema_name, table_name, constraint_type, "
+        "constraint_column_names FROM duckdb_constraints() WHERE database_name = ?",
+        "types": "SELECT schema_name, type_name FROM duckdb_types() "
+        "WHERE database_name = ? AND NOT internal",
+        "tables": "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = ? AND NOT internal",
+    }
+    found = {
+        kind: sorted(tuple(map(str, r)) for r in con.execute(sql, [db]).fetchall())
+        for kind, sql in queries.items()
+    }
+    found["rows"] = [
+        (
+            schema,
+            table,
+            con.execute(
+                f"SELECT count(*) FROM {_ident(db)}.{_ident(schema)}.{_ident(table)}"
+            ).fetchall()[0][0],
+        )
+        for schema, table in found["tables"]
+    ]
+    return found
+
+
+def _compare_catalogs(con: duckdb.DuckDBPyConnection, source: str, target: str) -> str:
+    """ "" when the copy has the same objects and row counts as the source."""
+    old, new = _catalog(con, source), _catalog(con, target)
+    for kind, items in old.items():
+        if new[kind] != items:
+            missing = sorted(set(items) - set(new[kind]))
+            extra = sorted(set(new[kind]) - set(items))
+            return f"{kind} differ: missing {missing[:3]}, unexpected {extra[:3]}"
+    return ""
