@@ -1,4 +1,4 @@
-"""The `stats-service` command: serve, demo, keys, replay, export.
+"""The `stats-service` command: serve, demo, keys, replay, export, import, db.
 
 Settings come from STATS_* environment variables and .env; flags override them. Admin
 commands talk to the running server of the same data dir when there is one (the
@@ -113,8 +113,12 @@ def keys_list(data_dir: DataDir = None) -> None:
         with local_services(settings) as services:
             rows = [
                 {
-                    "id": r.id, "tenant": r.tenant, "role": r.role, "prefix": r.prefix,
-                    "name": r.name, "created_at": str(r.created_at),
+                    "id": r.id,
+                    "tenant": r.tenant,
+                    "role": r.role,
+                    "prefix": r.prefix,
+                    "name": r.name,
+                    "created_at": str(r.created_at),
                     "revoked_at": str(r.revoked_at) if r.revoked_at else None,
                 }
                 for r in services.store.list_keys(None)
@@ -129,8 +133,13 @@ def keys_list(data_dir: DataDir = None) -> None:
         table.add_column(column)
     for r in rows:
         table.add_row(
-            r["id"], r["tenant"], r["role"], r["prefix"] + "…", r.get("name") or "",
-            str(r["created_at"])[:19], str(r["revoked_at"] or "")[:19],
+            r["id"],
+            r["tenant"],
+            r["role"],
+            r["prefix"] + "…",
+            r.get("name") or "",
+            str(r["created_at"])[:19],
+            str(r["revoked_at"] or "")[:19],
         )
     Console().print(table)
 
@@ -268,6 +277,59 @@ def import_homeassistant(
         entities=entities or [],
         statistics=statistics,
         tenant=tenant,
+    )
+
+
+db_app = typer.Typer(help="Maintain the database file.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+@db_app.command("reclaim")
+def db_reclaim(
+    data_dir: DataDir = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for open reads (none offline).")
+    ] = 5.0,
+) -> None:
+    """Give the database file's free blocks back to the disk (server stopped).
+
+    Copies the database into a new file and swaps it in; a running server does the
+    same by itself after compaction runs (reclaim_min_free_mb, reclaim_min_free_ratio).
+    """
+    from .storage.embedded import EmbeddedStore, StoreLocked
+
+    settings = _settings(data_dir=data_dir)
+    if ServerClient.find(settings) is not None:
+        _fail("the server is running on this data dir; stop it first (it reclaims by itself)")
+    if not settings.db_path.exists():
+        _fail(f"no database at {settings.db_path}")
+    try:
+        store = EmbeddedStore(
+            settings.db_path,
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+        )
+    except StoreLocked as exc:
+        _fail(str(exc))
+        return
+    try:
+        size = store.database_size()
+        typer.echo(
+            f"before: {_mib(size.file_bytes)}, {size.free_blocks} of {size.total_blocks} "
+            f"blocks free ({_mib(size.free_bytes)})"
+        )
+        report = store.reclaim(busy_timeout_s=timeout)
+    finally:
+        store.close()
+    if not report.done:
+        _fail(f"reclaim {report.status}; the file is unchanged")
+    typer.echo(
+        f"after: {_mib(report.bytes_after)} ({_mib(report.reclaimed_bytes)} given back "
+        f"in {report.seconds:.1f} s)"
     )
 
 

@@ -207,6 +207,24 @@ class Settings(BaseSettings):
     compaction_interval_s: float = Field(
         600.0, gt=0, description="Seconds between two runs of the compaction job."
     )
+    reclaim_min_free_mb: float = Field(
+        32.0,
+        ge=0,
+        description="After a compaction run, rewrite the database file to give its free "
+        "blocks back to the disk once they are at least this many MiB (0: never).",
+    )
+    reclaim_min_free_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="... and at least this share of its blocks (free / all; 0: never).",
+    )
+    reclaim_busy_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a reclaim waits for open reads before it gives up until the "
+        "next compaction run (reads and writes wait meanwhile).",
+    )
     cold_after_days: int = Field(
         0,
         ge=0,

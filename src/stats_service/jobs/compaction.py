@@ -6,6 +6,10 @@ dirty for the next run). A closed day older than `cold_after_days` goes straight
 Parquet file (sorted there); other closed dirty days are rewritten sorted in place.
 With a bucket configured, a day whose upload fails stays hot and is tried again next run
 (the other days of the run go on).
+
+A run that compacted or moved something then checks the database file: when its free
+blocks pass both reclaim thresholds (`reclaim_min_free_mb`, `reclaim_min_free_ratio`),
+the file is rewritten without them (`EmbeddedStore.reclaim`, docs/storage.md).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..config import Settings
 from ..storage import cold, compaction, partitions
 from ..storage.cold_objects import ColdObjectError, ColdObjects
-from ..storage.embedded import EmbeddedStore
+from ..storage.embedded import EmbeddedStore, ReclaimReport
 from .scheduler import Job
 
 log = structlog.get_logger(__name__)
@@ -50,6 +54,23 @@ class CompactionMetrics:
         self.cold_rows = Counter(
             "stats_cold_rows", "Points written to cold-tier files.", registry=registry
         )
+        self.reclaim_runs = Counter(
+            "stats_reclaim_runs",
+            "Rewrites of the database file to give free blocks back, by result "
+            "(done, skipped, aborted).",
+            ["result"],
+            registry=registry,
+        )
+        self.reclaim_bytes = Counter(
+            "stats_reclaim_bytes",
+            "Bytes the database file shrank by in reclaims.",
+            registry=registry,
+        )
+        self.reclaim_seconds = Counter(
+            "stats_reclaim_seconds",
+            "Seconds spent in reclaims (writes and reads wait meanwhile).",
+            registry=registry,
+        )
         self.cold_upload_failures = Counter(
             "stats_cold_upload_failures",
             "Cold days not moved because the upload to the bucket failed (retried next run).",
@@ -64,6 +85,7 @@ class CompactionReport:
     rows: int = 0
     cold_bytes: int = 0
     days: list[str] = field(default_factory=list)
+    reclaim: ReclaimReport | None = None
 
 
 @dataclass
@@ -74,6 +96,9 @@ class Compactor:
     cold_dir: Path
     cold_after_days: int  # 0: no cold tier
     objects: ColdObjects | None = None  # the bucket, when configured
+    reclaim_min_free_mb: float = 0.0  # 0: never reclaim
+    reclaim_min_free_ratio: float = 0.0  # 0: never reclaim
+    reclaim_busy_timeout_s: float = 5.0
 
     def reconcile(self) -> dict[str, int]:
         return cold.reconcile(self.store, self.cold_dir, self.objects)
@@ -125,7 +150,25 @@ class Compactor:
                 self.metrics.rows.inc(done.rows_after)
                 self.metrics.partitions.labels("hot").inc()
             report.days.append(f"{part.tenant_id}/{part.day.isoformat()}")
+        if (report.compacted or report.moved) and not self.store.closed:
+            report.reclaim = self.maybe_reclaim()
         return report
+
+    def maybe_reclaim(self) -> ReclaimReport | None:
+        """Rewrite the file when its free blocks pass both thresholds; None otherwise."""
+        if self.reclaim_min_free_mb <= 0 or self.reclaim_min_free_ratio <= 0:
+            return None
+        size = self.store.database_size()
+        if (
+            size.free_bytes < self.reclaim_min_free_mb * 1024 * 1024
+            or size.free_ratio < self.reclaim_min_free_ratio
+        ):
+            return None
+        done = self.store.reclaim(busy_timeout_s=self.reclaim_busy_timeout_s)
+        self.metrics.reclaim_runs.labels(done.status.split(":")[0]).inc()
+        self.metrics.reclaim_seconds.inc(done.seconds)
+        self.metrics.reclaim_bytes.inc(done.reclaimed_bytes)
+        return done
 
 
 def compaction_job(
@@ -145,6 +188,9 @@ def compaction_job(
         settings.cold_path,
         settings.cold_after_days,
         objects,
+        settings.reclaim_min_free_mb,
+        settings.reclaim_min_free_ratio,
+        settings.reclaim_busy_timeout_s,
     )
     compactor.reconcile()
     return [Job("compaction", settings.compaction_interval_s, compactor.run)]
