@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -84,25 +85,22 @@ class ReclaimReport:
 
 class _ReaderGate:
     """Counts the cursors handed out by `reader()`; `close()` stops new ones and waits
-    for the open ones to finish. A thread that already holds a reader gets a nested one
-    even while the gate is closed (it would otherwise wait for itself)."""
+    for the open ones to finish. (A thread that opens a reader inside another one while
+    the gate is closed waits for itself: the reclaim gives up after its timeout and the
+    thread goes on. Cursors of a streamed response may move between threads, so the
+    gate cannot tell nesting apart.)"""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._active = 0
         self._shut = False
-        self._mine = threading.local()
 
     def enter(self) -> None:
-        held = getattr(self._mine, "held", 0)
         with self._cond:
-            if not held:
-                self._cond.wait_for(lambda: not self._shut)
+            self._cond.wait_for(lambda: not self._shut)
             self._active += 1
-        self._mine.held = held + 1
 
     def leave(self) -> None:
-        self._mine.held -= 1
         with self._cond:
             self._active -= 1
             if self._active == 0:
@@ -326,6 +324,11 @@ class EmbeddedStore:
             if problem:
                 log.error("reclaim_copy_differs", problem=problem)
                 return f"aborted: {problem}"
+            marker = uuid.uuid4().hex  # proves the reconnect below opened the copy
+            con.execute(
+                f"INSERT OR REPLACE INTO {_COPY_ALIAS}.main.meta VALUES ('reclaim_id', ?)",
+                [marker],
+            )
             con.execute(f"DETACH {_COPY_ALIAS}")
             attached = False
             if copy_wal.exists() and copy_wal.stat().st_size > 0:
@@ -348,10 +351,15 @@ class EmbeddedStore:
                 with suppress(duckdb.Error):
                     con.execute(f"DETACH {_COPY_ALIAS}")
             if not swapped:
-                copy.unlink(missing_ok=True)
-                copy_wal.unlink(missing_ok=True)
+                with suppress(OSError):
+                    copy.unlink(missing_ok=True)
+                with suppress(OSError):
+                    copy_wal.unlink(missing_ok=True)
             if disconnected:
                 self._con = duckdb.connect(str(self.path), config=self._config)
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'reclaim_id'").fetchall()
+        if row != [(marker,)]:
+            raise RuntimeError(f"{self.path}: reopened after reclaim, but not the copy")
         return "done"
 
     # -- tenants -----------------------------------------------------------------------
