@@ -158,7 +158,7 @@ class Compactor:
         """Rewrite the file when its free blocks pass both thresholds; None otherwise."""
         if self.reclaim_min_free_mb <= 0 or self.reclaim_min_free_ratio <= 0:
             return None
-        size = self.store.database_size()
+        size = self.store.database_size(checkpoint=True)
         if (
             size.free_bytes < self.reclaim_min_free_mb * 1024 * 1024
             or size.free_ratio < self.reclaim_min_free_ratio

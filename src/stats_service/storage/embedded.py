@@ -235,7 +235,12 @@ class EmbeddedStore:
 
     # -- giving freed space back to the disk ------------------------------------------
 
-    def database_size(self) -> DatabaseSize:
+    def database_size(self, *, checkpoint: bool = False) -> DatabaseSize:
+        """The file's blocks; blocks freed by deletes count as free only after a
+        checkpoint (with `checkpoint`, one is made first, under the write lock)."""
+        if checkpoint:
+            with self._write_lock:
+                self._con.execute("CHECKPOINT")
         with self.reader() as cur:
             return self._size(cur)
 
