@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from ..config import Settings
 from ..storage import rollups
 from ..storage.embedded import EmbeddedStore
+from ..storage.marks_cache import marks_cache
 from ..storage.rollup_policy import Policy, TenantPolicy, parse_text
 from .scheduler import Job
 
@@ -74,8 +75,11 @@ def run_rollups(
             policy = rollups.load_policy(cur, tenant.id) or TenantPolicy(default)
             groups = rollups.series_policies(cur, tenant.id, policy)
         for group_policy, ids in groups.items():
-            with store.transaction() as con:
-                rollups.maintain(con, ids, group_policy, now_us, lag_us, counts)
+            try:
+                with store.transaction() as con:
+                    rollups.maintain(con, ids, group_policy, now_us, lag_us, counts)
+            finally:  # committed (or rolled back): reads take the watermarks afresh
+                marks_cache(store).changed()
     if metrics is not None:
         for which, counter in (
             (counts.rolled, metrics.rows),

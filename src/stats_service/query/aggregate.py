@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 
 from ..model import Int64Array
+from ..storage.marks_cache import MarksCache
 from ..storage.sources import points_source
 from . import tiers
 from .buckets import Buckets
@@ -45,16 +46,28 @@ GROUP BY ALL ORDER BY series_id, b
 
 
 def aggregate(
-    cur: duckdb.DuckDBPyConnection, tenant_id: int, ids: list[int], query: AggregateQuery
+    cur: duckdb.DuckDBPyConnection,
+    tenant_id: int,
+    ids: list[int],
+    query: AggregateQuery,
+    *,
+    scoped: bool = False,
+    marks: MarksCache | None = None,
 ) -> list[dict[str, Any]]:
-    """One chart-ready object per series of `ids` (in that order); NotFound for a foreign id."""
-    series_by_ids(cur, tenant_id, ids)
+    """One chart-ready object per series of `ids` (in that order); NotFound for a foreign id.
+
+    `scoped`: the caller took `ids` from a look-up scoped to the tenant (`fleet.find`),
+    so the ownership check (one more query) is skipped; the SQL stays scoped anyway.
+    `marks`: the store's watermark cache, so the tier choice needs no query when the
+    watermarks did not change since the last read of these series."""
+    if not scoped:
+        series_by_ids(cur, tenant_id, ids)
     buckets = query.buckets
     grid = None if query.fill == "none" else _Grid.of(buckets, query.span)
     buckets.check(query.span.from_us, query.span.to_us)
     params = [tenant_id, ids, query.span.from_us, query.span.to_us]
     source = points_source(cur, tenant_id, query.span.from_us, query.span.to_us)
-    answered = tiers.plan(cur, ids, query.span, buckets, query.functions)
+    answered = tiers.plan(cur, ids, query.span, buckets, query.functions, marks)
     if answered.labels == ["raw"]:
         data = cur.execute(aggregate_sql(query, source), params).fetchnumpy()
     else:  # rollup tiers (exact for these functions) plus the raw points around them

@@ -38,6 +38,7 @@ import orjson
 
 from ..errors import BadParameter, NotFound
 from ..model import Int64Array
+from ..storage.marks_cache import MarksCache
 from ..storage.sources import points_source
 from . import aggregate as aggregates
 from .columns import floats, ints, number, series_id, times, values
@@ -146,8 +147,10 @@ def aggregate_fleet(
     group_by: str,
     limit: int,
     offset: int,
+    marks: MarksCache | None = None,
 ) -> dict[str, Any]:
-    """One chart-ready object per group (a page of `limit` groups from `offset`)."""
+    """One chart-ready object per group (a page of `limit` groups from `offset`); `marks`
+    is the store's watermark cache (see `query.aggregate.aggregate`)."""
     if group_by not in GROUP_BY:
         raise BadParameter("group_by", f"{group_by!r} is not valid; use {' or '.join(GROUP_BY)}")
     found = find(cur, tenant_id, selection)
@@ -171,7 +174,7 @@ def aggregate_fleet(
         out: list[dict[str, Any]] = []
     elif group_by == "series":
         ids = [g[0].id for g in page]
-        bodies = aggregates.aggregate(cur, tenant_id, ids, query)
+        bodies = aggregates.aggregate(cur, tenant_id, ids, query, scoped=True, marks=marks)
         out = [_series_group(g[0], body) for g, body in zip(page, bodies, strict=True)]
     else:
         out = _merged_groups(cur, tenant_id, page, query, group_by)

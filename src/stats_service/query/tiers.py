@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import BadParameter
+from ..storage.marks_cache import MarksCache
 from ..storage.rollup_policy import format_duration
 from ..storage.rollups import Mark, read_marks
 from .buckets import Buckets
@@ -81,14 +82,16 @@ def plan(
     span: TimeRange,
     buckets: Buckets,
     functions: tuple[str, ...],
+    marks: MarksCache | None = None,
 ) -> Plan:
-    """The tiers that answer this query for each series of `ids` (already scoped)."""
-    marks = read_marks(cur, ids)
+    """The tiers that answer this query for each series of `ids` (already scoped); the
+    watermarks come from `marks` (kept between reads) when given, else from the table."""
+    by_series = marks.read(cur, ids) if marks is not None else read_marks(cur, ids)
     exact = all(fn in ROLLUP_FUNCTIONS for fn in functions)
     starts = _boundaries(buckets, span)
     tiers, los, his, labels = [], [], [], set()
     for sid in ids:
-        raw_floor, rollups = _split(marks.get(sid, []))
+        raw_floor, rollups = _split(by_series.get(sid, []))
         if not exact:
             if raw_floor > span.from_us:
                 needs = ", ".join(fn for fn in functions if fn not in ROLLUP_FUNCTIONS)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from ...query import fleet
 from ...query.params import decode_offset, time_range
+from ...storage.marks_cache import marks_cache
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import READ_PROBLEMS, FleetAggregateOut, FleetPointsOut, LatestPage
 from ..read_params import (
@@ -98,8 +99,6 @@ def _responses(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"example": example}}}, **READ_PROBLEMS}
 
 
-
-
 @router.get(
     "/v1/aggregate",
     response_model=FleetAggregateOut,
@@ -132,9 +131,10 @@ def get_aggregate(
     query = aggregate_query(from_, to, bucket, fn, fill, tz)
     offset = decode_offset("cursor", cursor)
     group = group_by.strip().lower()
+    marks = marks_cache(services.store)
     with services.store.reader() as cur:
         body = fleet.aggregate_fleet(
-            cur, principal.tenant_id, selection, query, group, limit, offset
+            cur, principal.tenant_id, selection, query, group, limit, offset, marks
         )
     return json_response(body)
 

@@ -12,6 +12,7 @@ from ...query import aggregate as aggregates
 from ...query import points, series
 from ...query.params import decode_cursor, decode_offset, parse_series_id, time_range
 from ...services import Services
+from ...storage.marks_cache import marks_cache
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import (
     READ_PROBLEMS,
@@ -138,5 +139,6 @@ def get_aggregate(
     """Aligned buckets of one series with the requested functions (columnar, chart-ready)."""
     query = aggregate_query(from_, to, bucket, fn, fill, tz)
     with services.store.reader() as cur:
-        body = aggregates.aggregate(cur, principal.tenant_id, [_sid(series_id)], query)
+        marks = marks_cache(services.store)
+        body = aggregates.aggregate(cur, principal.tenant_id, [_sid(series_id)], query, marks=marks)
     return json_response(body[0])
