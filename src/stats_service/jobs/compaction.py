@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
@@ -158,7 +159,11 @@ class Compactor:
         """Rewrite the file when its free blocks pass both thresholds; None otherwise."""
         if self.reclaim_min_free_mb <= 0 or self.reclaim_min_free_ratio <= 0:
             return None
-        size = self.store.database_size(checkpoint=True)
+        try:
+            size = self.store.database_size(checkpoint=True)
+        except duckdb.Error as exc:  # closed by a shutdown meanwhile, or a failed checkpoint
+            log.warning("reclaim_size_unknown", error=str(exc))
+            return None
         if (
             size.free_bytes < self.reclaim_min_free_mb * 1024 * 1024
             or size.free_ratio < self.reclaim_min_free_ratio

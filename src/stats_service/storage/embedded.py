@@ -240,7 +240,8 @@ class EmbeddedStore:
         checkpoint (with `checkpoint`, one is made first, under the write lock)."""
         if checkpoint:
             with self._write_lock:
-                self._con.execute("CHECKPOINT")
+                if not self._closed:
+                    self._con.execute("CHECKPOINT")
         with self.reader() as cur:
             return self._size(cur)
 
