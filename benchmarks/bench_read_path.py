@@ -82,6 +82,13 @@ def in_process(db: Path, day_us: int, repeat: int) -> list[tuple[str, float]]:
 
         with store.reader() as cur:
             ids = [s.id for s in fleet.find(cur, tenant, sel)]
+        try:  # the watermark cache and the scoped ids, where this commit has them
+            from stats_service.storage.marks_cache import marks_cache
+
+            cache: Any = marks_cache(store)
+            fast: dict[str, Any] = {"scoped": True, "marks": cache}
+        except ImportError:
+            cache, fast = None, {}
         rows.append(("open + close a reader cursor", median_ms(with_cur(lambda c: None), repeat)))
         rows.append(
             (
@@ -92,6 +99,9 @@ def in_process(db: Path, day_us: int, repeat: int) -> list[tuple[str, float]]:
         rows.append(
             ("rollup marks (read_marks)", median_ms(with_cur(lambda c: read_marks(c, ids)), repeat))
         )
+        if cache is not None:
+            kept = median_ms(with_cur(lambda c: cache.read(c, ids)), repeat)
+            rows.append(("rollup marks, kept (MarksCache.read)", kept))
         rows.append(
             (
                 "cold-tier source (points_source)",
@@ -109,14 +119,20 @@ def in_process(db: Path, day_us: int, repeat: int) -> list[tuple[str, float]]:
         rows.append(
             (
                 "1-1-1: aggregate() for the id",
-                median_ms(with_cur(lambda c: aggregates.aggregate(c, tenant, ids, q1)), repeat),
+                median_ms(
+                    with_cur(lambda c: aggregates.aggregate(c, tenant, ids, q1, **fast)), repeat
+                ),
             )
         )
         rows.append(
             (
                 "1-1-1: whole aggregate_fleet",
                 median_ms(
-                    with_cur(lambda c: fleet.aggregate_fleet(c, tenant, sel, q1, "series", 100, 0)),
+                    with_cur(
+                        lambda c: fleet.aggregate_fleet(
+                            c, tenant, sel, q1, "series", 100, 0, *([cache] if cache else [])
+                        )
+                    ),
                     repeat,
                 ),
             )
