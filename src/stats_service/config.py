@@ -217,7 +217,8 @@ class Settings(BaseSettings):
         0.5,
         ge=0,
         le=1,
-        description="... and at least this share of its blocks (free / all; 0: never).",
+        description="The free blocks must also be at least this share of all blocks of "
+        "the file for that rewrite (0: never).",
     )
     reclaim_busy_timeout_s: float = Field(
         5.0,
