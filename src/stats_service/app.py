@@ -98,6 +98,8 @@ def create_app(
                         datetime.now(UTC).replace(tzinfo=None),
                         settings.idempotency_ttl_h,
                         objects,
+                        services.archive,
+                        settings.archive_retention_days,
                     ),
                 ),
                 *compaction_job(services.store, services.metrics.registry, settings, objects),

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         True, description="Keep every accepted payload, compressed, in the raw archive."
     )
     archive_level: int = Field(3, ge=1, le=22, description="zstd level of the raw archive.")
+    archive_retention_days: int = Field(
+        7,
+        ge=0,
+        description="Days of raw payloads the archive keeps for `replay` (0: keep forever). "
+        "Whole UTC days older than this are deleted by the retention job.",
+    )
     duckdb_memory_limit: str = Field(
         "1GB", description="Memory limit of the embedded DuckDB database (e.g. `512MB`, `2GB`)."
     )

@@ -60,6 +60,11 @@ class ServiceMetrics(WriterMetrics):
             ["tenant"],
             registry=r,
         )
+        self.archive_deleted = Counter(
+            "stats_archive_deleted_objects",
+            "Raw-archive objects deleted by the archive's retention.",
+            registry=r,
+        )
 
     def committed(self, items: int, points: int, seconds: float) -> None:
         self.commit_seconds.observe(seconds)

@@ -18,3 +18,6 @@ class Archive(Protocol):
 
     def children(self, prefix: str) -> list[str]:
         """Names one level below the folder `prefix` (ending in '/'), sorted."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object under `key` (nothing when it does not exist)."""

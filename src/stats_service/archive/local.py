@@ -49,3 +49,12 @@ class LocalArchive:
         if not folder.is_dir():
             return []
         return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        root = self.root.resolve()
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty hour/day/month folders behind
+            folder = folder.parent

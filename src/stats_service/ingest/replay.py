@@ -15,6 +15,7 @@ from datetime import date, datetime
 
 import structlog
 
+from ..archive import layout
 from ..archive.base import Archive
 from ..archive.envelope import Envelope, read_object
 from ..errors import ServiceError
@@ -34,28 +35,11 @@ class ReplayReport:
 
 
 def archived(archive: Archive, start: date, end: date, tenant: str | None) -> Iterator[Envelope]:
-    """Envelopes received on days start..end inclusive (UTC), for one tenant or all.
-
-    Walks only the year/month/day folders that exist, so a wide range costs nothing."""
-    tenants = [tenant] if tenant else archive.children("raw/")
-    for name in tenants:
-        for day in _days(archive, f"raw/{name}/", start, end):
-            for key in archive.keys(f"raw/{name}/{day:%Y/%m/%d}/"):
+    """Envelopes received on days start..end inclusive (UTC), for one tenant or all."""
+    for name in [tenant] if tenant else layout.tenants(archive):
+        for day in layout.days(archive, name, start, end):
+            for key in archive.keys(layout.day_prefix(name, day)):
                 yield from read_object(archive.get(key))
-
-
-def _days(archive: Archive, root: str, start: date, end: date) -> Iterator[date]:
-    for year in archive.children(root):
-        if not (year.isdigit() and start.year <= int(year) <= end.year):
-            continue
-        for month in archive.children(f"{root}{year}/"):
-            for day in archive.children(f"{root}{year}/{month}/"):
-                try:
-                    found = date(int(year), int(month), int(day))
-                except ValueError:
-                    continue  # not a folder the archive wrote
-                if start <= found <= end:
-                    yield found
 
 
 def replay(

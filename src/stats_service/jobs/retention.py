@@ -1,4 +1,4 @@
-"""Retention: delete points older than each tenant's retention, and stale idempotency keys."""
+"""Retention: points older than each tenant's retention, stale idempotency keys, old raw archive."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from ..archive import layout
+from ..archive.base import Archive
 from ..metrics import ServiceMetrics
 from ..storage.cold import drop_expired
 from ..storage.cold_objects import ColdObjects
@@ -20,6 +22,8 @@ def apply_retention(
     now: datetime,
     idempotency_ttl_h: float,
     objects: ColdObjects | None = None,
+    archive: Archive | None = None,
+    archive_retention_days: int = 0,
 ) -> dict[str, int]:
     """Delete expired points of every tenant; returns the count deleted per tenant."""
     deleted: dict[str, int] = {}
@@ -49,4 +53,16 @@ def apply_retention(
             "DELETE FROM idempotency WHERE created_at < ?",
             [now - timedelta(hours=idempotency_ttl_h)],
         )
+    if archive is not None and archive_retention_days > 0:
+        prune_archive(archive, metrics, now, archive_retention_days)
     return deleted
+
+
+def prune_archive(archive: Archive, metrics: ServiceMetrics, now: datetime, days: int) -> int:
+    """Delete the raw archive's whole UTC days older than `days`; returns objects deleted."""
+    before = (now - timedelta(days=days)).date()
+    removed_days, removed = layout.prune(archive, before)
+    if removed:
+        metrics.archive_deleted.inc(removed)
+        log.info("archive_pruned", days=removed_days, objects=removed, before=before.isoformat())
+    return removed
