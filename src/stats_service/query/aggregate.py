@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 
 from ..model import Int64Array
-from ..storage.marks_cache import MarksCache
+from ..storage.marks_cache import ColdCatalog, MarksCache
 from ..storage.sources import points_source
 from . import tiers
 from .buckets import Buckets
@@ -53,20 +53,22 @@ def aggregate(
     *,
     scoped: bool = False,
     marks: MarksCache | None = None,
+    cold: ColdCatalog | None = None,
 ) -> list[dict[str, Any]]:
     """One chart-ready object per series of `ids` (in that order); NotFound for a foreign id.
 
     `scoped`: the caller took `ids` from a look-up scoped to the tenant (`fleet.find`),
     so the ownership check (one more query) is skipped; the SQL stays scoped anyway.
     `marks`: the store's watermark cache, so the tier choice needs no query when the
-    watermarks did not change since the last read of these series."""
+    watermarks did not change since the last read of these series; `cold`: the store's
+    cold-file catalog cache, likewise for the cold files of the span."""
     if not scoped:
         series_by_ids(cur, tenant_id, ids)
     buckets = query.buckets
     grid = None if query.fill == "none" else _Grid.of(buckets, query.span)
     buckets.check(query.span.from_us, query.span.to_us)
     params = [tenant_id, ids, query.span.from_us, query.span.to_us]
-    source = points_source(cur, tenant_id, query.span.from_us, query.span.to_us)
+    source = points_source(cur, tenant_id, query.span.from_us, query.span.to_us, cold)
     answered = tiers.plan(cur, ids, query.span, buckets, query.functions, marks)
     if answered.labels == ["raw"]:
         data = cur.execute(aggregate_sql(query, source), params).fetchnumpy()

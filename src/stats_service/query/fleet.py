@@ -38,7 +38,7 @@ import orjson
 
 from ..errors import BadParameter, NotFound
 from ..model import Int64Array
-from ..storage.marks_cache import MarksCache
+from ..storage.marks_cache import ColdCatalog, MarksCache
 from ..storage.sources import points_source
 from . import aggregate as aggregates
 from .columns import floats, ints, number, series_id, times, values
@@ -148,9 +148,10 @@ def aggregate_fleet(
     limit: int,
     offset: int,
     marks: MarksCache | None = None,
+    cold: ColdCatalog | None = None,
 ) -> dict[str, Any]:
     """One chart-ready object per group (a page of `limit` groups from `offset`); `marks`
-    is the store's watermark cache (see `query.aggregate.aggregate`)."""
+    and `cold` are the store's catalog caches (see `query.aggregate.aggregate`)."""
     if group_by not in GROUP_BY:
         raise BadParameter("group_by", f"{group_by!r} is not valid; use {' or '.join(GROUP_BY)}")
     found = find(cur, tenant_id, selection)
@@ -174,10 +175,12 @@ def aggregate_fleet(
         out: list[dict[str, Any]] = []
     elif group_by == "series":
         ids = [g[0].id for g in page]
-        bodies = aggregates.aggregate(cur, tenant_id, ids, query, scoped=True, marks=marks)
+        bodies = aggregates.aggregate(
+            cur, tenant_id, ids, query, scoped=True, marks=marks, cold=cold
+        )
         out = [_series_group(g[0], body) for g, body in zip(page, bodies, strict=True)]
     else:
-        out = _merged_groups(cur, tenant_id, page, query, group_by)
+        out = _merged_groups(cur, tenant_id, page, query, group_by, cold)
     more = offset + limit < len(members)
     span = times(ints([query.span.from_us, query.span.to_us]), micros=True)
     return {
@@ -221,12 +224,13 @@ def _merged_groups(
     page: list[list[SeriesInfo]],
     query: aggregates.AggregateQuery,
     group_by: str,
+    cold: ColdCatalog | None = None,
 ) -> list[dict[str, Any]]:
     buckets, span = query.buckets, query.span
     buckets.check(span.from_us, span.to_us)
     ids = [info.id for group in page for info in group]
     grp = [i for i, group in enumerate(page) for _ in group]
-    source = points_source(cur, tenant_id, span.from_us, span.to_us)
+    source = points_source(cur, tenant_id, span.from_us, span.to_us, cold)
     params = [ids, grp, span.from_us, span.to_us]
     data = cur.execute(merged_sql(query, source), params).fetchnumpy()
     gids, keys, n = ints(data["grp"]), ints(data["b"]), ints(data["n"])
@@ -385,16 +389,18 @@ def fleet_points(
     where: ValueFilter,
     limit: int,
     after: tuple[int, int] | None,
+    cold: ColdCatalog | None = None,
 ) -> dict[str, Any]:
     """Raw points of the matching series in [from, to) that pass `where`, by series and
-    time; one object per series with points on this page."""
+    time; one object per series with points on this page (`cold`: the store's cold-file
+    catalog cache)."""
     found = find(cur, tenant_id, selection)
     if not found:
         raise NotFound("no series matches the selection")
     info = {s.id: s for s in found}
     sid0, ts0 = after if after is not None else (-(2**63), span.from_us - 1)
     text, bounds = where.sql()
-    source = points_source(cur, tenant_id, span.from_us, span.to_us)
+    source = points_source(cur, tenant_id, span.from_us, span.to_us, cold)
     sql = _POINTS_SQL.format(source=source, filter=text)
     params = [list(info), span.from_us, span.to_us, sid0, sid0, ts0, *bounds, limit + 1]
     data = cur.execute(sql, params).fetchnumpy()

@@ -32,15 +32,19 @@ a superset of what the catalog promises and is adopted (hot rows still win).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import duckdb
 import structlog
 
 from .cold_objects import ColdObjectError, ColdObjects, is_object_url, parse_url
 from .compaction import DAY_ROWS, DELETE_DAY
 from .embedded import EmbeddedStore
+from .marks_cache import cold_catalog
 from .partitions import Partition
 from .sources import parquet_scan
 
@@ -62,6 +66,17 @@ def day_path(cold_dir: Path, tenant_id: int, day: date) -> Path:
 
 def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+@contextmanager
+def _catalog_transaction(store: EmbeddedStore) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A transaction that may change `cold_files`: once it has committed (or rolled
+    back), reads take the catalog afresh (`marks_cache.ColdCatalog`)."""
+    try:
+        with store.transaction() as con:
+            yield con
+    finally:
+        cold_catalog(store).changed()
 
 
 def _local_copy(objects: ColdObjects | None, path: str, size: int) -> str:
@@ -87,7 +102,7 @@ def export_partition(
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     span = [part.start_us, part.end_us, part.tenant_id]
-    with store.transaction() as con:
+    with _catalog_transaction(store) as con:
         row = con.execute(
             "SELECT path, bytes FROM cold_files WHERE tenant_id = ? AND day = ?",
             [part.tenant_id, part.day],
@@ -208,7 +223,7 @@ def _reconcile_objects(
             log.error("cold_object_missing", key=key)
         elif head[0] != ref.etag:
             fixed = parse_url(f"s3://{ref.bucket}/{key}#{head[0]}")
-            with store.transaction() as con:
+            with _catalog_transaction(store) as con:
                 con.execute(
                     "UPDATE cold_files SET path = ?, bytes = ? WHERE path = ?",
                     [fixed.url, head[1], ref.url],
@@ -227,7 +242,7 @@ def drop_expired(
     cutoff falls in is rewritten without its expired points (temp file, fsync, rename,
     catalog updated in the same transaction; a crash after the rename leaves a file that
     already lacks only expired points)."""
-    with store.transaction() as con:
+    with _catalog_transaction(store) as con:
         rows = con.execute(
             "DELETE FROM cold_files WHERE tenant_id = ? AND day < ? RETURNING path, rows",
             [tenant_id, cutoff.date()],
@@ -253,7 +268,7 @@ def _trim_day(
     store: EmbeddedStore, tenant_id: int, cutoff: datetime, objects: ColdObjects | None
 ) -> int:
     """Rewrite the cold file of the cutoff's day without its points older than `cutoff`."""
-    with store.transaction() as con:
+    with _catalog_transaction(store) as con:
         found = con.execute(
             "SELECT path, rows, bytes FROM cold_files WHERE tenant_id = ? AND day = ?",
             [tenant_id, cutoff.date()],

@@ -1,4 +1,5 @@
-"""Rollup watermarks kept between reads, with a generation that the rollup job bumps.
+"""Catalogs that reads consult on every request and writers change rarely, kept between
+reads with a generation that their writers bump: rollup watermarks and cold files.
 
 Every bucketed aggregate chooses its tier from the watermarks of its series
 (`rollup_marks`). They change only when the rollup job commits a run of `maintain`
@@ -15,12 +16,16 @@ request. So each store has one `MarksCache`:
 A read between a commit and the bump that follows it sees the watermarks from just
 before the commit, as if it had run a moment earlier. Whoever else ever changes
 `rollup_marks` must call `changed()` after the commit too.
+
+`ColdCatalog` keeps the `cold_files` rows of each tenant the same way; the functions of
+`storage.cold` that change the catalog call its `changed()` after their transactions.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from datetime import date
 
 import duckdb
 
@@ -77,3 +82,50 @@ def marks_cache(store: object) -> MarksCache:
         if cache is None:
             cache = _CACHES[store] = MarksCache()
         return cache
+
+
+class ColdCatalog:
+    """The `cold_files` rows of each tenant, kept between reads the same way: the writers
+    of the catalog (`storage.cold`) call `changed()` after each transaction that may have
+    changed it, and a read keeps rows only if no change came during its query."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._kept: dict[int, list[tuple[str, date, int]]] = {}
+
+    def changed(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._kept = {}
+
+    def rows(
+        self, cur: duckdb.DuckDBPyConnection, tenant_id: int, first: date, last: date
+    ) -> list[tuple[str, date, int]]:
+        """(path, day, bytes) of the tenant's cold files of the days [first, last], by day."""
+        with self._lock:
+            generation, every = self._generation, self._kept.get(tenant_id)
+        if every is None:
+            every = [
+                (str(r[0]), r[1], int(r[2]))
+                for r in cur.execute(
+                    "SELECT path, day, bytes FROM cold_files WHERE tenant_id = ? ORDER BY day",
+                    [tenant_id],
+                ).fetchall()
+            ]
+            with self._lock:
+                if self._generation == generation:
+                    self._kept[tenant_id] = every
+        return [r for r in every if first <= r[1] <= last]
+
+
+_CATALOGS: weakref.WeakKeyDictionary[object, ColdCatalog] = weakref.WeakKeyDictionary()
+
+
+def cold_catalog(store: object) -> ColdCatalog:
+    """The cold-file catalog cache of one store (created on first use)."""
+    with _CACHES_LOCK:
+        catalog = _CATALOGS.get(store)
+        if catalog is None:
+            catalog = _CATALOGS[store] = ColdCatalog()
+        return catalog

@@ -26,27 +26,40 @@ fail with 503 (never a silently shorter answer).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 
 from ..errors import Unavailable
 from .cold_objects import FETCH_FUNCTION, is_object_url
 from .partitions import DAY_US, day_of_us, day_start_us
 
+if TYPE_CHECKING:  # marks_cache imports rollups, which imports this module
+    from .marks_cache import ColdCatalog
+
 HOT = "points"
 
 
 def cold_files(
-    cur: duckdb.DuckDBPyConnection, tenant_id: int, from_us: int, to_us: int
+    cur: duckdb.DuckDBPyConnection,
+    tenant_id: int,
+    from_us: int,
+    to_us: int,
+    catalog: ColdCatalog | None = None,
 ) -> list[tuple[str, int, int]]:
-    """(path, day start us, day end us) of the tenant's cold files overlapping [from, to)."""
+    """(path, day start us, day end us) of the tenant's cold files overlapping [from, to);
+    the catalog rows from `catalog` (kept between reads) when given."""
     if to_us <= from_us:
         return []
     lo, hi = day_of_us(from_us), day_of_us(to_us - 1)
-    rows = cur.execute(
-        "SELECT path, day, bytes FROM cold_files WHERE tenant_id = ? AND day BETWEEN ? AND ? "
-        "ORDER BY day",
-        [tenant_id, lo, hi],
-    ).fetchall()
+    if catalog is not None:
+        rows = catalog.rows(cur, tenant_id, lo, hi)
+    else:
+        rows = cur.execute(
+            "SELECT path, day, bytes FROM cold_files WHERE tenant_id = ? AND day BETWEEN ? AND ? "
+            "ORDER BY day",
+            [tenant_id, lo, hi],
+        ).fetchall()
     paths = _local(cur, [(str(r[0]), int(r[2])) for r in rows])
     return [
         (path, day_start_us(r[1]), day_start_us(r[1]) + DAY_US)
@@ -77,9 +90,16 @@ def parquet_scan(paths: list[str]) -> str:
     return f"read_parquet([{listed}], hive_partitioning = false)"
 
 
-def points_source(cur: duckdb.DuckDBPyConnection, tenant_id: int, from_us: int, to_us: int) -> str:
-    """SQL of the relation (series_id, ts, value) holding the tenant's points of the span."""
-    files = cold_files(cur, tenant_id, from_us, to_us)
+def points_source(
+    cur: duckdb.DuckDBPyConnection,
+    tenant_id: int,
+    from_us: int,
+    to_us: int,
+    catalog: ColdCatalog | None = None,
+) -> str:
+    """SQL of the relation (series_id, ts, value) holding the tenant's points of the span;
+    with `catalog`, the cold files come from the kept catalog (no query when unchanged)."""
+    files = cold_files(cur, tenant_id, from_us, to_us, catalog)
     if not files:
         return HOT
     lo, hi = files[0][1], files[-1][2]

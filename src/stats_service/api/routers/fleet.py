@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from ...query import fleet
 from ...query.params import decode_offset, time_range
-from ...storage.marks_cache import marks_cache
+from ...storage.marks_cache import cold_catalog, marks_cache
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import READ_PROBLEMS, FleetAggregateOut, FleetPointsOut, LatestPage
 from ..read_params import (
@@ -131,10 +131,10 @@ def get_aggregate(
     query = aggregate_query(from_, to, bucket, fn, fill, tz)
     offset = decode_offset("cursor", cursor)
     group = group_by.strip().lower()
-    marks = marks_cache(services.store)
+    marks, cold = marks_cache(services.store), cold_catalog(services.store)
     with services.store.reader() as cur:
         body = fleet.aggregate_fleet(
-            cur, principal.tenant_id, selection, query, group, limit, offset, marks
+            cur, principal.tenant_id, selection, query, group, limit, offset, marks, cold
         )
     return json_response(body)
 
@@ -193,8 +193,9 @@ def get_points(
     span = time_range(from_, to, now_us())
     value_filter = fleet.parse_value_filter(where, min_, max_)
     after = fleet.decode_points_cursor(cursor)
+    cold = cold_catalog(services.store)
     with services.store.reader() as cur:
         body = fleet.fleet_points(
-            cur, principal.tenant_id, selection, span, value_filter, limit, after
+            cur, principal.tenant_id, selection, span, value_filter, limit, after, cold
         )
     return json_response(body)

@@ -12,7 +12,7 @@ from ...query import aggregate as aggregates
 from ...query import points, series
 from ...query.params import decode_cursor, decode_offset, parse_series_id, time_range
 from ...services import Services
-from ...storage.marks_cache import marks_cache
+from ...storage.marks_cache import cold_catalog, marks_cache
 from ..deps import ReadPrincipal, ServicesDep
 from ..read_models import (
     READ_PROBLEMS,
@@ -139,6 +139,7 @@ def get_aggregate(
     """Aligned buckets of one series with the requested functions (columnar, chart-ready)."""
     query = aggregate_query(from_, to, bucket, fn, fill, tz)
     with services.store.reader() as cur:
-        marks = marks_cache(services.store)
-        body = aggregates.aggregate(cur, principal.tenant_id, [_sid(series_id)], query, marks=marks)
+        marks, cold = marks_cache(services.store), cold_catalog(services.store)
+        sid = _sid(series_id)
+        body = aggregates.aggregate(cur, principal.tenant_id, [sid], query, marks=marks, cold=cold)
     return json_response(body[0])
