@@ -73,15 +73,26 @@ class Selection:
         clauses: list[str] = ["s.tenant_id = ?"]
         params: list[Any] = [tenant_id]
         if self.metrics:
-            clauses.append("list_contains(?::VARCHAR[], s.metric)")
-            params.append(list(self.metrics))
+            clauses.append(_any_of("s.metric", [], self.metrics, params))
         if self.devices:
-            clauses.append("list_contains(?::VARCHAR[], s.device)")
-            params.append(list(self.devices))
+            clauses.append(_any_of("s.device", [], self.devices, params))
         for key, alternatives in self.tags:
-            clauses.append("list_contains(?::VARCHAR[], json_extract_string(s.tags, ?))")
-            params += [list(alternatives), "/" + key.replace("~", "~0").replace("/", "~1")]
+            pointer = "/" + key.replace("~", "~0").replace("/", "~1")
+            column = "json_extract_string(s.tags, ?)"
+            clauses.append(_any_of(column, [pointer], alternatives, params))
         return " AND ".join(clauses), params
+
+
+def _any_of(
+    column: str, column_params: list[Any], alternatives: tuple[str, ...], params: list[Any]
+) -> str:
+    """`column` (with its own parameters) is one of `alternatives`; a plain `=` for one
+    (cheaper for DuckDB than a list parameter, and the common one-series read)."""
+    if len(alternatives) == 1:
+        params += [*column_params, alternatives[0]]
+        return f"{column} = ?"
+    params += [list(alternatives), *column_params]
+    return f"list_contains(?::VARCHAR[], {column})"
 
 
 def _names(param: str, text: str | None) -> tuple[str, ...]:
