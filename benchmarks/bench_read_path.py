@@ -14,12 +14,14 @@ real server), compacts it (the real compaction job, in this process), then measu
 - over HTTP (a real `stats-service serve`, keep-alive httpx client): a request that is
   authenticated and parsed but touches no data (a 400 for a bad bucket), `/v1/health`
   (no key), the two queries and their `/v1/series/{id}/aggregate` form; median of
-  `--repeat` after 20 warm-up calls.
+  `--repeat` after 20 warm-up calls, and the server's CPU time (user + system, all its
+  threads, from /proc) per request, which depends less on what else runs on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -153,16 +155,22 @@ def in_process(db: Path, day_us: int, repeat: int) -> list[tuple[str, float]]:
     return rows
 
 
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def over_http(
     data_dir: Path, day_us: int, repeat: int
-) -> tuple[list[tuple[str, float]], dict[str, Any]]:
+) -> tuple[list[tuple[str, float, float]], dict[str, Any]]:
     import httpx
 
     env = {"STATS_COMPACTION_ENABLED": "false"}
     a1, b1 = iso(day_us + 6 * HOUR_US), iso(day_us + 7 * HOUR_US)
     a12, b12 = iso(day_us + 6 * HOUR_US), iso(day_us + 18 * HOUR_US)
     sel = "metric=cpu_usage_user&tag.hostname=host_1"
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, float, float]] = []
     answers: dict[str, Any] = {}
     with (
         Server(env=env, data_dir=data_dir) as server,
@@ -195,7 +203,10 @@ def over_http(
             def get(path: str = path) -> object:
                 return client.get(path)
 
-            rows.append((label, median_ms(get, repeat, warm=20)))
+            cpu0 = server_cpu_s(server.pid)
+            wall = median_ms(get, repeat, warm=20)
+            cpu = (server_cpu_s(server.pid) - cpu0) * 1000 / (repeat + 20)
+            rows.append((label, wall, cpu))
     return rows, answers
 
 
@@ -229,7 +240,10 @@ def main() -> None:
         f"medians of {args.repeat}"
     )
     print_table(["in-process step", "ms"], [[k, f"{v:.3f}"] for k, v in steps])
-    print_table(["HTTP (keep-alive)", "ms"], [[k, f"{v:.3f}"] for k, v in http])
+    print_table(
+        ["HTTP (keep-alive)", "median ms", "server CPU ms/request"],
+        [[k, f"{v:.3f}", f"{c:.2f}"] for k, v, c in http],
+    )
     groups = answers["single-groupby-1-1-1 /v1/aggregate"]["groups"]
     points = answers["high-cpu-1 /v1/points"]["series"]
     print(
