@@ -300,9 +300,11 @@ def db_reclaim(
     Copies the database into a new file and swaps it in; a running server does the
     same by itself after compaction runs (reclaim_min_free_mb, reclaim_min_free_ratio).
     """
+    from .logs import configure
     from .storage.embedded import EmbeddedStore, StoreLocked
 
     settings = _settings(data_dir=data_dir)
+    configure(settings.log_level, settings.log_format)  # logs go to stderr, never stdout
     if ServerClient.find(settings) is not None:
         _fail("the server is running on this data dir; stop it first (it reclaims by itself)")
     if not settings.db_path.exists():

@@ -342,8 +342,10 @@ class EmbeddedStore:
             _fsync(copy)
             con.close()
             disconnected = True
-            if old_wal.exists() and old_wal.stat().st_size > 0:
-                return "aborted: the old file kept a WAL after closing"
+            if old_wal.exists():
+                if old_wal.stat().st_size > 0:
+                    return "aborted: the old file kept a WAL after closing"
+                old_wal.unlink()  # empty; it must not sit beside the new file
             os.replace(copy, self.path)
             swapped = True
             _fsync(self.path.parent)
