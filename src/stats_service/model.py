@@ -114,6 +114,8 @@ class Batch:
     states: States | None = None
     dropped: list[FieldError] = field(default_factory=list)  # the first ones, for messages
     dropped_count: int = 0  # all of them
+    points_sorted: bool = False  # numeric points in (series, time) order (commit.presort)
+    device_names: frozenset[str] | None = None  # `devices`, computed once (commit.presort)
 
     def __len__(self) -> int:
         return int(self.series_id.shape[0]) + (len(self.states) if self.states else 0)
@@ -123,8 +125,10 @@ class Batch:
         return int(self.series_id.shape[0])
 
     @property
-    def devices(self) -> set[str]:
-        return {d for m in self.series.values() if (d := m.key.device) is not None}
+    def devices(self) -> frozenset[str]:
+        if self.device_names is not None:
+            return self.device_names
+        return frozenset(d for m in self.series.values() if (d := m.key.device) is not None)
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..metrics import ServiceMetrics
 from ..model import Batch, Principal, WriteItem, WriteOutcome
+from ..storage.commit import presort
 from ..storage.embedded import EmbeddedStore
 from ..storage.records import Tenant
 from .protocols import PARSERS, ParseContext
@@ -259,6 +260,7 @@ class Pipeline:
 
     def _prepare(self, envelope: Envelope, now_us: int) -> tuple[Batch, bytes | None]:
         batch = self.parse(envelope, now_us)
+        presort(batch)  # here, on the request's thread, so the writer only merges
         frame = (
             envelope.to_frame(self._settings.archive_level)
             if self._settings.archive_enabled

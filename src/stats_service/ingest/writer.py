@@ -21,7 +21,7 @@ from ..archive.base import Archive
 from ..archive.envelope import archive_key
 from ..errors import Overloaded, ServiceError, Unavailable
 from ..model import WriteItem, WriteOutcome
-from ..storage.commit import KnownSeries, UsageDelta, commit_group
+from ..storage.commit import CommitMemory, KnownSeries, UsageDelta, commit_group
 from ..storage.embedded import EmbeddedStore
 from .usage import UsageCounter
 
@@ -70,6 +70,8 @@ class Writer:
         self._busy = False
         # series rows this writer has stored or confirmed: later groups skip their look-up
         self._known: KnownSeries = {}
+        # newest point time per series and devices' last_seen, as this writer stored them
+        self._memory = CommitMemory(max_entries=KNOWN_SERIES_MAX)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -186,8 +188,12 @@ class Writer:
         try:
             self._archive_group(items)
             learned: KnownSeries = {}
+            self._memory.drop()
             with self._store.transaction() as con:
-                outcomes = commit_group(con, items, usage, self._clock(), self._known, learned)
+                outcomes = commit_group(
+                    con, items, usage, self._clock(), self._known, learned, self._memory
+                )
+            self._memory.keep()
             if len(self._known) + len(learned) > KNOWN_SERIES_MAX:
                 self._known.clear()
             self._known.update(learned)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -25,6 +26,62 @@ from .rollups import record_late_writes
 UsageKey = tuple[int, date]
 UsageDelta = dict[UsageKey, list[int]]  # points, bytes, requests, rejected
 KnownSeries = dict[int, tuple[SeriesKey, str | None]]  # id -> key and unit as stored
+DEVICE_TOUCH_US = 1_000_000  # a device's last_seen is rewritten at most once a second
+
+
+@dataclass(slots=True)
+class CommitMemory:
+    """What the writer remembers between its commits, so that a commit need not ask.
+
+    - `newest`: series id -> time (µs) of its newest stored point, or newer. Only the
+      writer stores points, and deletes only move the truth back, so a remembered time
+      is never older than the stored one: a point newer than it is a pure append. A
+      point at or before it is checked against the store (an extra delete that finds
+      nothing, never a missed replace).
+    - `devices`: (tenant, device) -> the `last_seen` (µs) this writer stored.
+
+    A commit writes what it learns into `staged`; the caller keeps it once the
+    transaction is committed (`keep`) or throws it away (`drop`)."""
+
+    newest: dict[int, int] = field(default_factory=dict)
+    devices: dict[tuple[int, str], int] = field(default_factory=dict)
+    staged_newest: dict[int, int] = field(default_factory=dict)
+    staged_devices: dict[tuple[int, str], int] = field(default_factory=dict)
+    max_entries: int = 1_000_000
+
+    def keep(self) -> None:
+        if len(self.newest) + len(self.staged_newest) > self.max_entries:
+            self.newest.clear()
+        if len(self.devices) + len(self.staged_devices) > self.max_entries:
+            self.devices.clear()
+        self.newest.update(self.staged_newest)
+        self.devices.update(self.staged_devices)
+        self.drop()
+
+    def drop(self) -> None:
+        self.staged_newest.clear()
+        self.staged_devices.clear()
+
+
+def presort(batch: Batch) -> None:
+    """Order a batch's numeric points by (series, time), in place, keeping the arrival
+    order of equal (series, time) pairs (the last one still wins), and note its devices.
+    Runs on the request's thread, so that the single writer only merges sorted batches.
+    The batch's series must not change afterwards."""
+    sid, ts = batch.series_id, batch.ts
+    if sid.size > 1 and not _is_sorted(sid, ts):
+        order = np.lexsort((ts, sid))
+        batch.series_id, batch.ts, batch.value = sid[order], ts[order], batch.value[order]
+    batch.points_sorted = True
+    batch.device_names = batch.devices  # the writer reads it; cheaper here
+
+
+def _is_sorted(sid: Int64Array, ts: Int64Array) -> bool:
+    """True when the points are in (series, time) order (equal pairs allowed)."""
+    if sid.size < 2:
+        return True
+    same = sid[1:] == sid[:-1]
+    return bool(np.all((sid[1:] > sid[:-1]) | (same & (ts[1:] >= ts[:-1]))))
 
 
 def commit_group(
@@ -34,10 +91,13 @@ def commit_group(
     now: datetime,
     known: KnownSeries | None = None,
     learned: KnownSeries | None = None,
+    memory: CommitMemory | None = None,
 ) -> list[WriteOutcome]:
     """Commit `items` in the caller's transaction. `known` holds series already stored
     (their rows are neither looked up nor rewritten); the series this group stored or
-    confirmed are added to `learned`, for the caller to trust once the commit is done."""
+    confirmed are added to `learned`, for the caller to trust once the commit is done.
+    `memory` (the writer's) saves the newest-time look-up and device updates; what this
+    group teaches it is staged in it for the caller to keep or drop."""
     usage = {k: list(v) for k, v in usage.items()}  # the caller's copy stays as it was
     outcomes: list[WriteOutcome | None] = [None] * len(items)
     fresh: list[int] = []
@@ -57,15 +117,15 @@ def commit_group(
 
     _upsert_series(con, [items[i].batch for i in fresh], now, known or {}, learned)
     replacing = [items[i].batch for i in fresh if not items[i].only_missing]
-    _write_points(con, replacing, replace=True)
+    _write_points(con, replacing, replace=True, memory=memory)
     _write_states(con, replacing, replace=True)
     written = {
-        i: _write_points(con, [items[i].batch], replace=False)
+        i: _write_points(con, [items[i].batch], replace=False, memory=memory)
         + _write_states(con, [items[i].batch], replace=False)
         for i in fresh
         if items[i].only_missing
     }
-    _touch_devices(con, [items[i] for i in fresh], now)
+    _touch_devices(con, [items[i] for i in fresh], now, memory)
     mark_dirty(con, [items[i].batch for i in fresh])  # days to compact (partitions.py)
     for i in fresh:
         item = items[i]
@@ -227,16 +287,42 @@ def _write_states(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, repla
     return written
 
 
-def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, replace: bool) -> int:
+def _group_points(batches: list[Batch]) -> tuple[Int64Array, Int64Array, np.ndarray]:
+    """The group's points sorted by (series, time), the last arrival of equal pairs kept.
+
+    Batches sorted on their request's thread (`presort`) are merged: a stable sort by
+    series of sorted runs (timsort finds the runs), then one pass that checks the time
+    order within each series; only when batches interleave in time does it sort fully."""
+    sid = np.concatenate([b.series_id for b in batches])
+    ts = np.concatenate([b.ts for b in batches])
+    value = np.concatenate([b.value for b in batches])
+    if not all(b.points_sorted for b in batches):
+        return _dedupe_sorted(sid, ts, value)
+    if len(batches) > 1:
+        order = np.argsort(sid, kind="stable")  # equal series keep the arrival order
+        sid, ts, value = sid[order], ts[order], value[order]
+        if not _is_sorted(sid, ts):
+            return _dedupe_sorted(sid, ts, value)
+    if sid.size > 1:
+        keep = np.ones(sid.size, dtype=bool)
+        keep[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
+        if not keep.all():
+            sid, ts, value = sid[keep], ts[keep], value[keep]
+    return sid, ts, value
+
+
+def _write_points(
+    con: duckdb.DuckDBPyConnection,
+    batches: list[Batch],
+    *,
+    replace: bool,
+    memory: CommitMemory | None = None,
+) -> int:
     batches = [b for b in batches if b.numeric]
     if not batches:
         return 0
-    sid, ts, value = _dedupe_sorted(
-        np.concatenate([b.series_id for b in batches]),
-        np.concatenate([b.ts for b in batches]),
-        np.concatenate([b.value for b in batches]),
-    )
-    overlap = _overlapping(con, sid, ts)
+    sid, ts, value = _group_points(batches)
+    overlap = _overlapping(con, sid, ts, memory)
     if overlap.any():  # only a point not newer than its series' newest can be rolled up
         record_late_writes(con, sid[overlap], ts[overlap])
     table = pa.table(
@@ -273,21 +359,43 @@ def _write_points(con: duckdb.DuckDBPyConnection, batches: list[Batch], *, repla
     return written
 
 
-def _overlapping(con: duckdb.DuckDBPyConnection, sid: Int64Array, ts: Int64Array) -> np.ndarray:
+def _overlapping(
+    con: duckdb.DuckDBPyConnection,
+    sid: Int64Array,
+    ts: Int64Array,
+    memory: CommitMemory | None = None,
+) -> np.ndarray:
     """Mask of the points that may replace a stored one: those not newer than their
-    series' newest stored point. Appending new data (the common case) scans nothing."""
+    series' newest stored point. Appending new data (the common case) scans nothing,
+    and with the writer's `memory` of the newest times it reads nothing either."""
     first = np.ones(sid.size, dtype=bool)
     first[1:] = sid[1:] != sid[:-1]
-    ids = sid[first]
-    rows = con.execute(
-        "SELECT id, epoch_us(last_ts) FROM series "
-        "WHERE last_ts IS NOT NULL AND id IN (SELECT unnest(?::BIGINT[]))",
-        [ids.tolist()],
-    ).fetchall()
-    if not rows:
+    ids = sid[first].tolist()
+    lowest = int(np.iinfo(np.int64).min)
+    remembered = memory.newest if memory is not None else {}
+    staged = memory.staged_newest if memory is not None else {}
+    last: dict[int, int] = {}
+    missing: list[int] = []
+    for i in ids:
+        known = staged.get(i, remembered.get(i))  # this group's earlier writes first
+        if known is None:
+            missing.append(i)
+        else:
+            last[i] = known
+    if missing:
+        rows = con.execute(
+            "SELECT id, epoch_us(last_ts) FROM series "
+            "WHERE last_ts IS NOT NULL AND id IN (SELECT unnest(?::BIGINT[]))",
+            [missing],
+        ).fetchall()
+        last.update((int(r[0]), int(r[1])) for r in rows)
+    newest = np.array([last.get(i, lowest) for i in ids], dtype=np.int64)
+    if memory is not None:
+        lasts = np.append(np.flatnonzero(first)[1:] - 1, sid.size - 1)
+        after = np.maximum(newest, ts[lasts])
+        staged.update(zip(ids, after.tolist(), strict=True))
+    if not last:
         return np.zeros(sid.size, dtype=bool)
-    last = dict(rows)
-    newest = np.array([last.get(int(i), np.iinfo(np.int64).min) for i in ids], dtype=np.int64)
     run = np.cumsum(first) - 1  # index of each point's series in `ids`
     return np.asarray(ts <= newest[run])
 
@@ -340,13 +448,31 @@ def _update_last_values(
         con.unregister("incoming_last")
 
 
-def _touch_devices(con: duckdb.DuckDBPyConnection, items: list[WriteItem], now: datetime) -> None:
-    """Create devices seen for the first time and move `last_seen` forward, in one statement."""
+def _touch_devices(
+    con: duckdb.DuckDBPyConnection,
+    items: list[WriteItem],
+    now: datetime,
+    memory: CommitMemory | None = None,
+) -> None:
+    """Create devices seen for the first time and move `last_seen` forward, in one statement.
+
+    With the writer's `memory`, a device this writer stored less than a second before
+    its new `last_seen` is left as it is (its `last_seen` lags by less than a second)."""
     seen: dict[tuple[int, str], datetime] = {}
     for item in items:
         for device in item.batch.devices:
             key = (item.batch.tenant_id, device)
             seen[key] = max(seen.get(key, item.received_at), item.received_at)
+    if memory is not None and seen:
+        stored = memory.devices
+        fresh: dict[tuple[int, str], datetime] = {}
+        for key, at in seen.items():
+            at_us = _us(at)
+            before = stored.get(key)
+            if before is None or at_us - before >= DEVICE_TOUCH_US:
+                fresh[key] = at
+                memory.staged_devices[key] = at_us
+        seen = fresh
     if not seen:
         return
     at = pa.array(list(seen.values()), pa.timestamp("us"))
@@ -366,6 +492,15 @@ def _touch_devices(con: duckdb.DuckDBPyConnection, items: list[WriteItem], now: 
         )
     finally:
         con.unregister("seen_devices")
+
+
+def _us(at: datetime) -> int:
+    """Microseconds since 1970 of a naive UTC datetime."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _save_idempotency(
