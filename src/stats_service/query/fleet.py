@@ -385,7 +385,7 @@ def decode_points_cursor(text: str | None) -> tuple[int, int] | None:
 
 _POINTS_SQL = """
 SELECT p.series_id, epoch_us(p.ts) AS t, p.value FROM {source} p
-WHERE p.series_id IN (SELECT unnest(?::BIGINT[]))
+WHERE p.series_id IN {ids}
   AND p.ts >= make_timestamp(?::BIGINT) AND p.ts < make_timestamp(?::BIGINT)
   AND (p.series_id > ? OR (p.series_id = ? AND p.ts > make_timestamp(?::BIGINT))){filter}
 ORDER BY p.series_id, p.ts LIMIT ?
@@ -412,8 +412,9 @@ def fleet_points(
     sid0, ts0 = after if after is not None else (-(2**63), span.from_us - 1)
     text, bounds = where.sql()
     source = points_source(cur, tenant_id, span.from_us, span.to_us, cold)
-    sql = _POINTS_SQL.format(source=source, filter=text)
-    params = [list(info), span.from_us, span.to_us, sid0, sid0, ts0, *bounds, limit + 1]
+    ids_sql, ids_params = aggregates.ids_filter(list(info))  # found scoped to the tenant
+    sql = _POINTS_SQL.format(source=source, filter=text, ids=ids_sql)
+    params = [*ids_params, span.from_us, span.to_us, sid0, sid0, ts0, *bounds, limit + 1]
     data = cur.execute(sql, params).fetchnumpy()
     sids, stamps, numbers = ints(data["series_id"]), ints(data["t"]), floats(data["value"])
     more = sids.shape[0] > limit

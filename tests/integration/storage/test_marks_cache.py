@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stats_service.errors import NotFound
 from stats_service.jobs.rollup import run_rollups
 from stats_service.model import Batch, SeriesKey
 from stats_service.query.aggregate import AggregateQuery, aggregate
@@ -143,3 +144,22 @@ def test_each_store_has_its_own_cache(tmp_path: Path, store: EmbeddedStore) -> N
         assert marks_cache(other) is not marks_cache(store)
     finally:
         other.close()
+
+
+def test_one_id_several_ids_and_scoped_ids_answer_alike(store: EmbeddedStore) -> None:
+    tid = _tenant(store)
+    a, b = _series(store, tid, "cpu"), _series(store, tid, "mem")
+    _write(store, tid, a, T0, 2880, 1.0)
+    _write(store, tid, b, T0 + H, 2880, 2.0)
+    query = AggregateQuery(TimeRange(T0, T0 + 3 * D), Buckets(H, "UTC"), FUNCTIONS)
+    with store.reader() as cur:
+        one = aggregate(cur, tid, [a], query)
+        both = aggregate(cur, tid, [b, a], query)
+        assert both[1] == one[0] == aggregate(cur, tid, [a], query, scoped=True)[0]
+        assert both == aggregate(cur, tid, [b, a], query, scoped=True)
+        assert sum(one[0]["count"]) == 2880 and sum(both[0]["count"]) == 2880
+        other = store.create_tenant(
+            "other", retention_days=3650, max_series=10, max_batch_points=10
+        )
+        with pytest.raises(NotFound):  # another tenant asking for these ids
+            aggregate(cur, other.id, [a], query)
