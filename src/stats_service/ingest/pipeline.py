@@ -45,10 +45,6 @@ log = structlog.get_logger(__name__)
 IDEMPOTENCY_NS = uuid.UUID("6f1d2c4e-5b1a-4e1f-9f43-2d0c7a1b9e55")
 INLINE_PARSE_BYTES = 16 * 1024
 TENANT_TTL_S = 5.0
-# Large bodies are parsed in threads, at most this many at once. Parsing holds the GIL
-# most of the time, so more threads do not parse faster; they only make the single
-# writer wait longer for the GIL after each DuckDB call.
-PARSE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +90,6 @@ class Pipeline:
         self._tenants: dict[int, tuple[float, Tenant]] = {}
         self._inflight: dict[str, str] = {}  # batch id -> body hash of keyed requests
         self._lock = threading.Lock()
-        self._parse_limiter: anyio.CapacityLimiter | None = None
 
     # -- the request path --------------------------------------------------------------
 
@@ -188,11 +183,7 @@ class Pipeline:
             batch_id, tenant.name, tenant.id, protocol, received_at, params, body, idempotency_key
         )
         if len(body) > INLINE_PARSE_BYTES:
-            if self._parse_limiter is None:
-                self._parse_limiter = anyio.CapacityLimiter(PARSE_THREADS)
-            batch, frame = await anyio.to_thread.run_sync(
-                self._prepare, envelope, now_us, limiter=self._parse_limiter
-            )
+            batch, frame = await anyio.to_thread.run_sync(self._prepare, envelope, now_us)
         else:
             batch, frame = self._prepare(envelope, now_us)
         self._check_device(params.get("device"), batch)
