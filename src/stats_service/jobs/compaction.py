@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..config import Settings
 from ..storage import cold, compaction, partitions
 from ..storage.cold_objects import ColdObjectError, ColdObjects
-from ..storage.embedded import EmbeddedStore, ReclaimReport
+from ..storage.embedded import EmbeddedStore, ReclaimReport, StoreBusy
 from .scheduler import Job
 
 log = structlog.get_logger(__name__)
@@ -160,9 +160,12 @@ class Compactor:
         if self.reclaim_min_free_mb <= 0 or self.reclaim_min_free_ratio <= 0:
             return None
         try:
-            size = self.store.database_size(checkpoint=True)
-        except duckdb.Error as exc:  # closed by a shutdown meanwhile, or a failed checkpoint
+            size = self.store.database_size(
+                checkpoint=True, busy_timeout_s=self.reclaim_busy_timeout_s
+            )
+        except (duckdb.Error, StoreBusy) as exc:  # busy, closed meanwhile, failed checkpoint
             log.warning("reclaim_size_unknown", error=str(exc))
+            self.metrics.reclaim_runs.labels("skipped").inc()
             return None
         if (
             size.free_bytes < self.reclaim_min_free_mb * 1024 * 1024

@@ -35,6 +35,10 @@ RECLAIM_SUFFIX = ".reclaim"  # the sibling file `reclaim()` copies into
 _COPY_ALIAS = "stats_reclaim_copy"
 
 
+class StoreBusy(RuntimeError):
+    """Reads stayed open too long for an operation that needs the store to itself."""
+
+
 class StoreLocked(RuntimeError):
     """Another process holds the database file (a running server, usually)."""
 
@@ -235,15 +239,27 @@ class EmbeddedStore:
 
     # -- giving freed space back to the disk ------------------------------------------
 
-    def database_size(self, *, checkpoint: bool = False) -> DatabaseSize:
-        """The file's blocks; blocks freed by deletes count as free only after a
-        checkpoint (with `checkpoint`, one is made first, under the write lock)."""
-        if checkpoint:
-            with self._write_lock:
-                if not self._closed:
-                    self._con.execute("CHECKPOINT")
-        with self.reader() as cur:
-            return self._size(cur)
+    def database_size(
+        self, *, checkpoint: bool = False, busy_timeout_s: float = 5.0
+    ) -> DatabaseSize:
+        """The file's blocks. Blocks freed by deletes count as free only after a
+        checkpoint; with `checkpoint`, one is made first, with writes and reads held
+        like `reclaim()` does (DuckDB refuses to checkpoint beside another write
+        transaction, which a read's temporary objects make too); raises `StoreBusy` if
+        open reads do not finish within `busy_timeout_s`."""
+        if not checkpoint:
+            with self.reader() as cur:
+                return self._size(cur)
+        with self._write_lock:
+            if self._closed:
+                raise StoreBusy("the store is closed")
+            if not self._readers.close(busy_timeout_s):
+                raise StoreBusy(f"reads still open after {busy_timeout_s} s")
+            try:
+                self._con.execute("CHECKPOINT")
+                return self._size(self._con)
+            finally:
+                self._readers.open()
 
     def _size(self, con: duckdb.DuckDBPyConnection) -> DatabaseSize:
         row = con.execute(
@@ -277,7 +293,7 @@ class EmbeddedStore:
                 return ReclaimReport("skipped: closed", 0, 0, 0, 0, 0.0)
             if not self._readers.close(busy_timeout_s):
                 size = self._size(self._con)
-                log.info("reclaim_skipped_busy", timeout_s=busy_timeout_s)
+                log.warning("reclaim_skipped_busy", timeout_s=busy_timeout_s)
                 return ReclaimReport(
                     "skipped: busy",
                     size.file_bytes,

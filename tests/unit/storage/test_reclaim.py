@@ -160,7 +160,9 @@ def test_readers_and_writers_arriving_during_reclaim_wait_and_then_work(
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    reclaimer = threading.Thread(target=lambda: results.update(report=store.reclaim()))
+    reclaimer = threading.Thread(
+        target=lambda: results.update(report=store.reclaim(busy_timeout_s=600))
+    )
     with store.reader() as cur:  # in flight when the reclaim starts
         reclaimer.start()
         wait_until_gate_shut(store)  # it holds the write lock and waits for this reader
@@ -174,7 +176,8 @@ def test_readers_and_writers_arriving_during_reclaim_wait_and_then_work(
         t.join()
     assert not errors, errors
     assert results["report"].done  # type: ignore[attr-defined]
-    assert first == results["read"] == [(10_000,)]
+    assert first == [(10_000,)]
+    assert results["read"] in ([(10_000,)], [(10_001,)])  # either may go first after it
     assert results["write"] is True
     store = reopen(store)
     with store.reader() as cur:
