@@ -23,6 +23,7 @@ from .api.middleware import RequestMetrics
 from .api.problems import Problem
 from .api.routers import (
     admin,
+    contracts,
     devices,
     export,
     fleet,
@@ -30,9 +31,13 @@ from .api.routers import (
     homeassistant,
     influx,
     ingest,
+    live,
     prometheus,
+    runs,
     series,
     stats,
+    stats_api,
+    tasks,
     thingsboard,
     usage,
 )
@@ -62,6 +67,11 @@ ROUTERS = (
     fleet,
     export,
     usage,
+    contracts,
+    runs,
+    live,
+    stats_api,
+    tasks,
 )
 
 

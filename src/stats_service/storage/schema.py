@@ -144,4 +144,10 @@ MIGRATIONS: tuple[str, ...] = (
         hi TIMESTAMP NOT NULL
     );
     """,
+    # 5: simulation runs (storage/runs.py): one row per run; its steps are points
+    # (placeholder: replaced in place by the runs work before any release)
+    "SELECT 1;",
+    # 6: the stats_service API's users and devices, and asynchronous tasks (jobs/tasks.py)
+    # (placeholder: replaced in place by the stats API work before any release)
+    "SELECT 1;",
 )
