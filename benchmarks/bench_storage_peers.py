@@ -457,11 +457,13 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
-def _compacted(url: str) -> tuple[float, float]:
-    """(partitions compacted, points rewritten) so far, from /metrics."""
+def _compacted(url: str) -> tuple[float, float, float]:
+    """(partitions compacted, points rewritten, reclaims run) so far, from /metrics."""
     m = scrape_metrics(url)
-    return m.get("stats_compaction_partitions_total", 0.0), m.get(
-        "stats_compaction_rows_total", 0.0
+    return (
+        m.get("stats_compaction_partitions_total", 0.0),
+        m.get("stats_compaction_rows_total", 0.0),
+        m.get("stats_reclaim_runs_total", 0.0),
     )
 
 
@@ -530,9 +532,13 @@ def run_ours(
                 done, since = now, time.monotonic()
             elif done[0] >= args.days and time.monotonic() - since >= 5:
                 break
+        m = scrape_metrics(server.url)
         result.notes.append(
             f"compaction job (every 2 s, delay 0): {done[0]:.0f} partitions, "
-            f"{fmt_int(done[1])} points rewritten, settled after {time.monotonic() - t0:.0f} s"
+            f"{fmt_int(done[1])} points rewritten, {done[2]:.0f} file reclaim(s) "
+            f"({fmt_bytes(int(m.get('stats_reclaim_bytes_total', 0.0)))} given back in "
+            f"{m.get('stats_reclaim_seconds_total', 0.0):.1f} s), settled after "
+            f"{time.monotonic() - t0:.0f} s"
         )
         client = Client(server.url, {"X-API-Key": ADMIN_KEY})
         run_queries(result, client, qs, "ours", args.repeat)
@@ -745,6 +751,12 @@ def main() -> None:
     row("peak RSS during load", [float(s.peak_rss) for s in stores], fmt_bytes)
     totals = [float(sum(s.disk.values())) for s in stores]
     row("bytes/point on disk, total", [t / points for t in totals], lambda v: f"{v:.2f}")
+    # the store alone: ours without the raw archive of request bodies (kept for `replay`,
+    # STATS_ARCHIVE_RETENTION_DAYS); the peers keep no such copy, their total is their store
+    stores_only = [t - (s.disk.get("archive", 0) if s is ours else 0) for s, t in
+                   zip(stores, totals, strict=True)]
+    row("bytes/point, store (ours without raw archive)", [t / points for t in stores_only],
+        lambda v: f"{v:.2f}")
     for key in ("db", "archive", "cold", "wal", "other"):
         if key in ours.disk:
             rows.append(
