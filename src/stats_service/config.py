@@ -279,6 +279,25 @@ class Settings(BaseSettings):
         description="A bucket is rolled up once its end is this many seconds in the past "
         "(later writes into it are re-aggregated, but cost more).",
     )
+    # -- live feed, WS /v1/live (docs/live.md) -------------------------------------------
+    live_max_subscribers: int = Field(
+        1000,
+        ge=0,
+        description="Live-feed subscribers one process serves at once; more are closed with "
+        "code 1013 (try again later). 0 turns the live feed off.",
+    )
+    live_queue_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of messages one live subscriber may have waiting; past that it is "
+        "closed with code 4008 (too slow) and its messages are dropped.",
+    )
+    live_keepalive_s: float = Field(
+        20.0,
+        gt=0,
+        description="A live subscriber that was sent nothing for this many seconds gets a "
+        '`{"type": "ping"}` message (a client may ask for another interval).',
+    )
 
     @field_validator("admin_key")
     @classmethod
