@@ -144,9 +144,30 @@ MIGRATIONS: tuple[str, ...] = (
         hi TIMESTAMP NOT NULL
     );
     """,
-    # 5: simulation runs (storage/runs.py): one row per run; its steps are points
-    # (placeholder: replaced in place by the runs work before any release)
-    "SELECT 1;",
+    # 5: simulation runs (storage/runs.py): one row per run; its steps are points of
+    # series tagged run=<id>, so this row holds what is not a point
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        tenant_id INTEGER NOT NULL,
+        id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        model VARCHAR,
+        name VARCHAR,
+        device VARCHAR,
+        params VARCHAR NOT NULL,
+        start_hash VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        message VARCHAR,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        origin_us BIGINT NOT NULL,
+        tick_us BIGINT NOT NULL,
+        steps BIGINT NOT NULL DEFAULT 0,
+        last_t DOUBLE,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    """,
     # 6: the stats_service API's users and devices, and asynchronous tasks (jobs/tasks.py)
     # (placeholder: replaced in place by the stats API work before any release)
     "SELECT 1;",
