@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from . import homeassistant, influx_line, json_v1, mqtt, prometheus_remote, statsd, thingsboard
+from . import (
+    epidemic_run,
+    homeassistant,
+    influx_line,
+    json_v1,
+    mqtt,
+    prometheus_remote,
+    statsd,
+    thingsboard,
+)
 from .base import ParseContext, Parser
 
 PARSERS: dict[str, Parser] = {
@@ -13,6 +22,7 @@ PARSERS: dict[str, Parser] = {
     "statsd": statsd.parse,
     "prometheus": prometheus_remote.parse,
     "mqtt": mqtt.parse,
+    "epidemic-run": epidemic_run.parse,
 }
 
 __all__ = ["PARSERS", "ParseContext", "Parser"]
