@@ -10,6 +10,7 @@ from . import (
     mqtt,
     prometheus_remote,
     statsd,
+    temperature_v1,
     thingsboard,
 )
 from .base import ParseContext, Parser
@@ -22,6 +23,7 @@ PARSERS: dict[str, Parser] = {
     "statsd": statsd.parse,
     "prometheus": prometheus_remote.parse,
     "mqtt": mqtt.parse,
+    "temperature": temperature_v1.parse,
     "epidemic-run": epidemic_run.parse,
 }
 

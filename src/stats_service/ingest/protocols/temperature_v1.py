@@ -1,0 +1,206 @@
+"""The temperature device contract (`POST /v1/contracts/temperature`), see
+docs/contracts/temperature-v1.md.
+
+One reading of an ESP32 / RPi Pico board
+
+    {"schema": "temperature/v1", "device": "esp32-kitchen", "ts": "...",
+     "temperature": 21.5, "humidity": 48.2, "battery": 3.92, "rssi": -67, "firmware": "1.4.2"}
+
+or the readings a board buffered while offline
+
+    {"schema": "temperature/v1", "device": "pico-shed", "firmware": "0.9.0",
+     "readings": [{"ts": ..., "temperature": 7.5}, {"ts": ..., "temperature": 7.25}]}
+
+Each measurement becomes a series of the device, named after its field, with its unit
+(°C, %, hPa, V, dBm); the firmware version is a text value (a state) of the series
+`firmware`, written at the time of the newest reading. The request is validated whole;
+every error is reported with its location (`body.readings[2].humidity`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ...model import DEVICE_TAG, Batch
+from ..timestamps import TimestampError, format_us, parse_timestamp
+from . import contract_version
+from .base import BatchBuilder, ParseContext
+from .json_v1 import DEVICE_MSG, DEVICE_RE, _loads
+
+Tags = tuple[tuple[str, str], ...]
+
+FAMILY = "temperature"
+FIRMWARE = "firmware"
+MAX_READINGS = 10_000
+MAX_FIRMWARE = 64
+EMPTY_KEY = '""'  # an empty key still gets a visible location
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One numeric field of a reading: its unit and plausible range."""
+
+    unit: str
+    low: float
+    high: float
+    high_open: bool = False  # `high` itself is refused (rssi must be negative)
+
+    def problem(self, value: float) -> str | None:
+        if self.high_open:
+            if not self.low <= value < self.high:
+                return f"must be at least {self.low:g} and below {self.high:g} ({self.unit})"
+            return None
+        if not self.low <= value <= self.high:
+            return f"must be between {self.low:g} and {self.high:g} ({self.unit})"
+        return None
+
+
+# field -> unit and range; the field name is the metric name of its series
+MEASUREMENTS: dict[str, Measurement] = {
+    "temperature": Measurement("°C", -90.0, 150.0),
+    "humidity": Measurement("%", 0.0, 100.0),
+    "pressure": Measurement("hPa", 300.0, 1100.0),
+    "battery": Measurement("V", 0.0, 20.0),
+    "rssi": Measurement("dBm", -150.0, 0.0, high_open=True),
+}
+REQUIRED = "temperature"
+READING_KEYS = frozenset({"ts", *MEASUREMENTS})
+SINGLE_KEYS = frozenset({"schema", "device", "firmware", *READING_KEYS})
+BATCH_KEYS = frozenset({"schema", "device", "firmware", "readings"})
+
+
+def parse(body: bytes, ctx: ParseContext) -> Batch:
+    doc, non_finite = _loads(body)
+    contract_version.check(doc, FAMILY)  # 422 naming the supported versions
+    b = BatchBuilder(ctx.tenant_id)
+    if non_finite:
+        b.error("body", "NaN and Infinity are not JSON numbers: send finite numbers")
+    device = doc.get("device")
+    if device is None:
+        b.error("body.device", "is required")
+    elif not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
+        b.error("body.device", DEVICE_MSG)
+        device = None
+    tags = ((DEVICE_TAG, device),) if device is not None else None
+    firmware = _firmware(doc.get(FIRMWARE), b)
+    add = _readings if "readings" in doc else _single
+    newest = add(doc, tags, b, ctx)
+    if firmware is not None and tags is not None and newest is not None:
+        b.add_state(b.series_id(FIRMWARE, tags, None), newest, firmware)
+    return b.build()
+
+
+def _firmware(raw: Any, b: BatchBuilder) -> str | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, str)
+        or not 0 < len(raw) <= MAX_FIRMWARE
+        or any(ord(c) < 32 for c in raw)
+    ):
+        b.error("body.firmware", f"must be a string of 1-{MAX_FIRMWARE} printable characters")
+        return None
+    return raw
+
+
+def _unknown(obj: dict[str, Any], allowed: frozenset[str], loc: str, b: BatchBuilder) -> None:
+    names = ", ".join(sorted(allowed))
+    for key in sorted(obj.keys() - allowed):
+        b.error(f"{loc}.{key or EMPTY_KEY}", f"unknown field; allowed: {names}")
+
+
+def _single(
+    doc: dict[str, Any], tags: Tags | None, b: BatchBuilder, ctx: ParseContext
+) -> int | None:
+    _unknown(doc, SINGLE_KEYS, "body", b)
+    ts = _timestamp(doc.get("ts"), "body.ts", b, ctx, required=False)
+    _measurements(doc, "body", ts, tags, b)
+    return ts
+
+
+def _readings(
+    doc: dict[str, Any], tags: Tags | None, b: BatchBuilder, ctx: ParseContext
+) -> int | None:
+    """Add every buffered reading; the newest timestamp, or None when there is none."""
+    _unknown(doc, BATCH_KEYS, "body", b)
+    readings = doc["readings"]
+    if not isinstance(readings, list) or not readings:
+        b.error("body.readings", "must be a non-empty list of readings")
+        return None
+    if len(readings) > MAX_READINGS:
+        b.error("body.readings", f"at most {MAX_READINGS} readings per request")
+        return None
+    newest: int | None = None
+    for i, reading in enumerate(readings):
+        loc = f"body.readings[{i}]"
+        if not isinstance(reading, dict):
+            b.error(loc, "must be an object with `ts` and `temperature`")
+            continue
+        _unknown(reading, READING_KEYS, loc, b)
+        ts = _timestamp(reading.get("ts"), f"{loc}.ts", b, ctx, required=True)
+        _measurements(reading, loc, ts, tags, b)
+        if ts is not None and (newest is None or ts > newest):
+            newest = ts
+    return newest
+
+
+def _timestamp(
+    raw: Any, loc: str, b: BatchBuilder, ctx: ParseContext, *, required: bool
+) -> int | None:
+    if raw is None:
+        if required:
+            b.error(loc, "is required in `readings` (buffered readings need their own time)")
+            return None
+        return ctx.now_us
+    if isinstance(raw, bool):
+        b.error(loc, "must be an RFC 3339 string or an epoch number")
+        return None
+    try:
+        ts = parse_timestamp(raw, ctx.precision)
+    except TimestampError as exc:
+        b.error(loc, str(exc))
+        return None
+    if ts > ctx.max_future_us:
+        b.error(
+            loc,
+            f"{format_us(ts)} lies too far in the future (server time {format_us(ctx.now_us)}); "
+            "check the device clock",
+        )
+        return None
+    return ts
+
+
+def _measurements(
+    obj: dict[str, Any],
+    loc: str,
+    ts: int | None,
+    tags: Tags | None,
+    b: BatchBuilder,
+) -> None:
+    """Check and add the measurements of one reading (all of them, even when the time or
+    device is bad, so that every error is reported)."""
+    if obj.get(REQUIRED) is None:
+        b.error(f"{loc}.{REQUIRED}", "is required")
+    for name, spec in MEASUREMENTS.items():
+        value = obj.get(name)
+        if value is None:
+            continue
+        where = f"{loc}.{name}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            b.error(where, f"must be a number ({spec.unit})")
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            b.error(where, f"must be a finite number ({spec.unit})")
+            continue
+        problem = spec.problem(number)
+        if problem is not None:
+            b.error(where, problem)
+            continue
+        if ts is not None and tags is not None:
+            b.add(b.series_id(name, tags, spec.unit), ts, number)
+
+
+__all__ = ["FAMILY", "MEASUREMENTS", "parse"]
