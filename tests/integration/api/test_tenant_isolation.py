@@ -115,9 +115,7 @@ def states(w: World) -> None:
 
 
 def thingsboard(w: World) -> None:
-    made = w.client.post(
-        "/v1/admin/keys", json={"role": "ingest", "device": B_DEVICE}, headers=w.b
-    )
+    made = w.client.post("/v1/admin/keys", json={"role": "ingest", "device": B_DEVICE}, headers=w.b)
     assert made.status_code == 201
     before = w.a_points()
     answer = w.client.post(f"/api/v1/{made.json()['key']}/telemetry", json={A_METRIC: -7.0})
@@ -251,6 +249,43 @@ def public(w: World) -> None:
         w.assert_clean(text)
 
 
+def _a_temperature(w: World) -> None:
+    """A's device sends a temperature/v1 reading (idempotent: each case calls it first)."""
+    body = {"schema": "temperature/v1", "device": A_DEVICE, "ts": w.now - 30, "temperature": 4.5}
+    headers = {**w.a, "Idempotency-Key": "a-temperature"}
+    answer = w.client.post("/v1/contracts/temperature?precision=s", json=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+
+
+def temperature_post(w: World) -> None:
+    _a_temperature(w)
+    a_series = w.client.get("/v1/series", params={"device": A_DEVICE}, headers=w.a).json()
+    body = {"schema": "temperature/v1", "device": A_DEVICE, "ts": w.now - 30, "temperature": -40}
+    answer = w.client.post("/v1/contracts/temperature?precision=s", json=body, headers=w.b)
+    assert answer.status_code == 202, answer.text  # lands in B's own namespace...
+    after = w.client.get("/v1/series", params={"device": A_DEVICE}, headers=w.a).json()
+    assert after == a_series  # ...A's series and last values are untouched
+
+
+def temperature_summary(w: World) -> None:
+    _a_temperature(w)
+    for params in ({}, {"device": A_DEVICE}):
+        status, text = _get(w, "/v1/temperature/summary", **params, **{"from": "now-2d"})
+        assert status == 200, text
+        w.assert_clean(text.replace(A_DEVICE, ""))  # B may have a device of that name...
+        for device in json.loads(text)["devices"]:  # ...whose readings are B's own
+            assert device["device"] != A_DEVICE or device["metrics"]["temperature"]["min"] == -40
+    mine = w.client.get("/v1/temperature/summary", params={"from": "now-2d"}, headers=w.a)
+    assert [d["device"] for d in mine.json()["devices"]] == [A_DEVICE]
+
+
+def contracts(w: World) -> None:
+    for url in ("/v1/contracts", "/v1/contracts/temperature/v1"):
+        status, text = _get(w, url)
+        assert status == 200
+        w.assert_clean(text)
+
+
 CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/health"): public,
     ("GET", "/v1/ready"): public,
@@ -281,6 +316,10 @@ CASES: dict[tuple[str, str], Check] = {
     ("POST", "/v1/admin/keys"): keys,
     ("DELETE", "/v1/admin/keys/{key_id}"): key_revoke,
     ("POST", "/v1/admin/replay"): replay,
+    ("POST", "/v1/contracts/temperature"): temperature_post,
+    ("GET", "/v1/temperature/summary"): temperature_summary,
+    ("GET", "/v1/contracts"): contracts,
+    ("GET", "/v1/contracts/{family}/{version}"): contracts,
 }
 
 
