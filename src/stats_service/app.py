@@ -81,14 +81,18 @@ def create_app(
     control_token: str | None = None,
     on_admin_key: Callable[[str], None] | None = None,
     on_stopped: Callable[[], None] | None = None,
+    anonymous_default: bool = False,
 ) -> FastAPI:
-    """The ASGI app. `on_admin_key` receives a generated first admin key (to print once)."""
+    """The ASGI app. `on_admin_key` receives a generated first admin key (to print once).
+    `anonymous_default` lets keyless callers read and write the stats API routes of the
+    `default` tenant for the life of this app (what `stats-service demo` does)."""
     configure_logs(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings)
         services.auth.control_token = control_token
+        services.auth.anonymous_default = anonymous_default
         services.start()
         generated = services.auth.bootstrap()
         if generated is not None and on_admin_key is not None:

@@ -109,6 +109,18 @@ class Settings(BaseSettings):
     export_batch_rows: int = Field(
         50_000, ge=1000, description="Rows per chunk when streaming an export."
     )
+    task_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads running asynchronous tasks (analytics of the stats API, "
+        "docs/stats-api.md).",
+    )
+    task_queue_max: int = Field(
+        1000,
+        ge=1,
+        description="Asynchronous tasks queued or running at most; more are refused with 429.",
+    )
     demo_devices: int = Field(3, ge=1, le=100, description="Virtual boards run by `demo`.")
     demo_interval_s: float = Field(
         1.0, gt=0, description="Seconds between two readings of a demo board."

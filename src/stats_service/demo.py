@@ -181,6 +181,14 @@ async def _run(
             f"  curl -H 'X-API-Key: <admin key>' {url}/v1/devices",
             flush=True,
         )
+        print(
+            "demo: note: the stats API (/users/, /devices/, /stats/, /tasks/; "
+            "docs/stats-api.md) and InfluxDB-style writes of tenant 'default' accept requests "
+            "without an API key while the demo runs; try\n"
+            f"  curl -X POST {url}/users/ -H 'Content-Type: application/json' "
+            """-d '{"name": "User1", "email": "user1@test.com"}'""",
+            flush=True,
+        )
         if statsd is not None:
             print(
                 f"demo: StatsD on udp://{statsd.host}:{statsd.port}, flushed every "

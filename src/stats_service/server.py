@@ -43,6 +43,7 @@ def run(settings: Settings, *, demo: bool) -> None:
         control_token=token,
         on_admin_key=_print_admin_key,
         on_stopped=lambda: remove_server_file(settings),
+        anonymous_default=demo,  # the stats API's curl examples work without a key
     )
     config = uvicorn.Config(
         app,

@@ -10,8 +10,11 @@ from .config import Settings
 from .ingest.pipeline import Pipeline
 from .ingest.usage import UsageCounter
 from .ingest.writer import Writer
+from .jobs import device_analytics  # noqa: F401  (registers the task kind)
+from .jobs.tasks import InProcessTaskRunner, TaskRunner
 from .metrics import ServiceMetrics
 from .storage.embedded import EmbeddedStore
+from .storage.stats_api import StatsApiStore
 
 
 @dataclass(slots=True)
@@ -24,6 +27,8 @@ class Services:
     metrics: ServiceMetrics
     writer: Writer
     pipeline: Pipeline
+    stats_api: StatsApiStore
+    tasks: TaskRunner
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -46,12 +51,22 @@ class Services:
         )
         pipeline = Pipeline(store, writer, usage, metrics, settings)
         auth = AuthService(store, settings)
-        return cls(settings, store, archive, auth, usage, metrics, writer, pipeline)
+        stats_api = StatsApiStore(store)
+        tasks = InProcessTaskRunner(
+            store, workers=settings.task_workers, max_pending=settings.task_queue_max
+        )
+        return cls(
+            settings, store, archive, auth, usage, metrics, writer, pipeline, stats_api, tasks
+        )
 
     def start(self) -> None:
         self.writer.start()
+        self.stats_api.ensure_schema()
+        self.tasks.start()  # queues again the tasks a stop or crash left unfinished
 
     def stop(self) -> None:
-        """Drain the writer, then close the store (in that order: nothing acked is lost)."""
+        """Let running tasks finish, drain the writer, then close the store (in that
+        order: nothing acked is lost)."""
+        self.tasks.stop()
         self.writer.stop()
         self.store.close()

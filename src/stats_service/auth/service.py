@@ -15,6 +15,7 @@ from ..storage.records import ApiKeyRecord, Tenant
 from .keys import display_prefix, hash_key, new_key, new_key_id
 
 DEFAULT_TENANT = "default"
+ANONYMOUS_KEY_ID = "anonymous"
 CACHE_TTL_S = 5.0
 
 
@@ -23,8 +24,12 @@ class AuthService:
         self._store = store
         self._settings = settings
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._tenants: dict[str, tuple[float, Tenant]] = {}
         self._lock = threading.Lock()
         self.control_token: str | None = None  # set by a serving process for the local CLI
+        # set by `stats-service demo`: anonymous reads and writes of the `default` tenant
+        # for the life of this process (not stored)
+        self.anonymous_default = False
 
     # -- bootstrap ---------------------------------------------------------------------
 
@@ -109,11 +114,48 @@ class AuthService:
     def anonymous_writer(self, tenant_name: str | None) -> Principal | None:
         """The principal of a keyless write to a tenant that allows anonymous writes: the
         tenant named `tenant_name` when there is one, else `default`; None when refused."""
-        tenant = self._store.get_tenant(tenant_name) if tenant_name else None
-        tenant = tenant or self._store.get_tenant(DEFAULT_TENANT)
-        if tenant is None or not tenant.anonymous_write:
+        return self.anonymous(tenant_name, Role.INGEST)
+
+    def anonymous(self, tenant_name: str | None, role: Role) -> Principal | None:
+        """The principal of a keyless request to a tenant (`tenant_name` when there is one,
+        else `default`) that allows it: writes (role ingest) when its `anonymous_write`
+        flag is on, reads (role read) when `anonymous_read` is. Only the routes that
+        accept anonymous callers ask (InfluxDB writes, the stats API); None when refused.
+        `anonymous_default` (set by `stats-service demo`, for that process only) allows
+        both for the `default` tenant."""
+        tenant = self._cached_tenant(tenant_name) if tenant_name else None
+        tenant = tenant or self._cached_tenant(DEFAULT_TENANT)
+        if tenant is None:
             return None
-        return Principal(tenant.id, tenant.name, Role.INGEST, key_id="anonymous")
+        if role is Role.INGEST:
+            allowed = tenant.anonymous_write
+        elif role is Role.READ:
+            allowed = tenant.anonymous_read
+        else:
+            return None
+        if not allowed and not (self.anonymous_default and tenant.name == DEFAULT_TENANT):
+            return None
+        return Principal(tenant.id, tenant.name, role, key_id=ANONYMOUS_KEY_ID)
+
+    def _cached_tenant(self, name: str) -> Tenant | None:
+        """A tenant's record, kept CACHE_TTL_S (a flag changed over the admin API takes
+        effect within that time; `forget_tenants` makes it immediate)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tenants.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        tenant = self._store.get_tenant(name)
+        if tenant is not None:
+            with self._lock:
+                if len(self._tenants) > 10_000:
+                    self._tenants.clear()
+                self._tenants[name] = (now + CACHE_TTL_S, tenant)
+        return tenant
+
+    def forget_tenants(self) -> None:
+        with self._lock:
+            self._tenants.clear()
 
     def create_key(
         self,

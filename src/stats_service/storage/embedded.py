@@ -403,7 +403,13 @@ class EmbeddedStore:
         return Tenant.from_row(row)
 
     def update_tenant(self, name: str, **changes: int | bool) -> Tenant:
-        allowed = {"retention_days", "max_series", "max_batch_points", "anonymous_write"}
+        allowed = {
+            "retention_days",
+            "max_series",
+            "max_batch_points",
+            "anonymous_write",
+            "anonymous_read",
+        }
         sets = [k for k in changes if k in allowed]
         with self.transaction() as con:
             if sets:

@@ -16,11 +16,19 @@ class Tenant:
     max_series: int
     max_batch_points: int
     anonymous_write: bool = False  # InfluxDB-style writes without a key land here
+    anonymous_read: bool = False  # keyless GETs of the stats API routes (docs/stats-api.md)
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Tenant:
         return cls(
-            int(row[0]), str(row[1]), row[2], int(row[3]), int(row[4]), int(row[5]), bool(row[6])
+            int(row[0]),
+            str(row[1]),
+            row[2],
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            bool(row[6]),
+            bool(row[7]) if len(row) > 7 else False,
         )
 
 

@@ -168,7 +168,40 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, id)
     );
     """,
-    # 6: the stats_service API's users and devices, and asynchronous tasks (jobs/tasks.py)
-    # (placeholder: replaced in place by the stats API work before any release)
-    "SELECT 1;",
+    # 6: the stats_service API's users and devices (storage/stats_api.py), asynchronous
+    # tasks (storage/tasks.py, jobs/tasks.py) and anonymous reads of the stats API routes
+    """
+    CREATE TABLE IF NOT EXISTS stats_users (
+        tenant_id INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        email VARCHAR NOT NULL,
+        email_key VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, id),
+        UNIQUE (tenant_id, email_key)
+    );
+    CREATE TABLE IF NOT EXISTS stats_devices (
+        tenant_id INTEGER NOT NULL,
+        id VARCHAR NOT NULL,
+        user_id INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE IF NOT EXISTS tasks (
+        id VARCHAR PRIMARY KEY,
+        tenant_id INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,
+        progress DOUBLE NOT NULL DEFAULT 0,
+        result VARCHAR,
+        error VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    ALTER TABLE tenants ADD COLUMN IF NOT EXISTS anonymous_read BOOLEAN DEFAULT false;
+    """,
 )

@@ -286,6 +286,98 @@ def contracts(w: World) -> None:
         w.assert_clean(text)
 
 
+# -- the stats_service API (docs/stats-api.md) ------------------------------------------
+
+A_EMAIL = "a-secret-user@example.com"
+A_FIELD = "a_secret_field"
+_STATS_A: dict[int, dict[str, str]] = {}
+
+
+def _stats_a(w: World) -> dict[str, str]:
+    """A's stats API user (id 3), device, one reading and a finished analytics task."""
+    if id(w) in _STATS_A:
+        return _STATS_A[id(w)]
+    for n in range(3):
+        email = A_EMAIL if n == 2 else f"a-user-{n}@example.com"
+        made = w.client.post("/users/", json={"name": "A", "email": email}, headers=w.a)
+        assert made.status_code == 200, made.text
+    user = made.json()["id"]
+    device = w.client.post("/devices/", json={"user_id": user}, headers=w.a).json()["id"]
+    posted = w.client.post(f"/devices/{device}/stats/", json={A_FIELD: 1.0}, headers=w.a)
+    assert posted.status_code == 200, posted.text
+    task = w.client.get(f"/devices/{device}/analytics/", headers=w.a).json()["task_id"]
+    while w.client.get(f"/tasks/{task}", headers=w.a).json()["state"] in ("PENDING", "STARTED"):
+        time.sleep(0.02)
+    _STATS_A[id(w)] = {"user": str(user), "device": device, "task": task}
+    return _STATS_A[id(w)]
+
+
+def _stats_clean(w: World, text: str) -> None:
+    a = _stats_a(w)
+    for secret in (A_EMAIL, A_FIELD, a["device"], a["task"]):
+        assert secret not in text, f"{secret!r} leaked: {text[:500]}"
+
+
+def _a_readings(w: World) -> list[object]:
+    answer = w.client.get(f"/stats/{_stats_a(w)['device']}/", headers=w.a)
+    assert answer.status_code == 200, answer.text
+    readings: list[object] = answer.json()
+    return readings
+
+
+def stats_users(w: World) -> None:
+    _stats_a(w)
+    status, text = _get(w, "/users/")
+    assert status == 200
+    _stats_clean(w, text)
+
+
+def stats_user_create(w: World) -> None:
+    _stats_a(w)
+    made = w.client.post("/users/", json={"name": "B", "email": A_EMAIL}, headers=w.b)
+    assert made.status_code == 200  # the email is A's, but emails are unique per tenant
+    listed = w.client.get("/users/", headers=w.a).json()
+    assert [u["email"] for u in listed].count(A_EMAIL) == 1
+
+
+def stats_device_create(w: World) -> None:
+    a = _stats_a(w)
+    answer = w.client.post("/devices/", json={"user_id": int(a["user"])}, headers=w.b)
+    assert answer.status_code == 404  # B has no user 3
+
+
+def stats_device(w: World) -> None:
+    status, text = _get(w, f"/devices/{_stats_a(w)['device']}")
+    assert status == 404
+
+
+def stats_post(w: World) -> None:
+    device = _stats_a(w)["device"]
+    before = _a_readings(w)
+    answer = w.client.post(f"/devices/{device}/stats/", json={A_FIELD: -5.0}, headers=w.b)
+    assert answer.status_code == 404
+    assert _a_readings(w) == before
+
+
+def stats_analytics(w: World) -> None:
+    assert _get(w, f"/devices/{_stats_a(w)['device']}/analytics/")[0] == 404
+
+
+def stats_task(w: World) -> None:
+    assert _get(w, f"/tasks/{_stats_a(w)['task']}")[0] == 404
+
+
+def stats_all(w: World) -> None:
+    _stats_a(w)
+    status, text = _get(w, "/stats/")
+    assert status == 200
+    _stats_clean(w, text)
+
+
+def stats_of_device(w: World) -> None:
+    assert _get(w, f"/stats/{_stats_a(w)['device']}/")[0] == 404
+
+
 CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/health"): public,
     ("GET", "/v1/ready"): public,
@@ -320,6 +412,15 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/temperature/summary"): temperature_summary,
     ("GET", "/v1/contracts"): contracts,
     ("GET", "/v1/contracts/{family}/{version}"): contracts,
+    ("GET", "/users/"): stats_users,
+    ("POST", "/users/"): stats_user_create,
+    ("POST", "/devices/"): stats_device_create,
+    ("GET", "/devices/{device_id}"): stats_device,
+    ("POST", "/devices/{device_id}/stats/"): stats_post,
+    ("GET", "/devices/{device_id}/analytics/"): stats_analytics,
+    ("GET", "/tasks/{task_id}"): stats_task,
+    ("GET", "/stats/"): stats_all,
+    ("GET", "/stats/{device_id}/"): stats_of_device,
 }
 
 

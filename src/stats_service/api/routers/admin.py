@@ -42,7 +42,14 @@ class TenantPatch(BaseModel):
     anonymous_write: bool | None = Field(
         None,
         description="Accept InfluxDB-style writes without a key (or with any unknown "
-        "credentials, such as Home Assistant's default root:root) into this tenant.",
+        "credentials, such as Home Assistant's default root:root) into this tenant, and "
+        "keyless POSTs of the stats API routes (docs/stats-api.md; `default` only).",
+    )
+    anonymous_read: bool | None = Field(
+        None,
+        description="Accept keyless GETs of the stats API routes (`/users/`, `/devices/...`, "
+        "`/stats/...`, `/tasks/...`; docs/stats-api.md) for this tenant (`default` only). "
+        "The /v1 API always needs a key.",
     )
 
 
@@ -54,6 +61,7 @@ class TenantOut(BaseModel):
     max_series: int
     max_batch_points: int
     anonymous_write: bool
+    anonymous_read: bool = False
 
     @classmethod
     def of(cls, t: Tenant) -> TenantOut:
@@ -65,6 +73,7 @@ class TenantOut(BaseModel):
             max_series=t.max_series,
             max_batch_points=t.max_batch_points,
             anonymous_write=t.anonymous_write,
+            anonymous_read=t.anonymous_read,
         )
 
 
@@ -161,6 +170,7 @@ def update_tenant(
     changes = {k: v for k, v in body.model_dump().items() if v is not None}
     tenant = services.store.update_tenant(name, **changes)
     services.pipeline.forget_tenant(tenant.id)
+    services.auth.forget_tenants()
     return TenantOut.of(tenant)
 
 
