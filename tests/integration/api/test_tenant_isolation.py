@@ -249,6 +249,89 @@ def public(w: World) -> None:
         w.assert_clean(text)
 
 
+A_RUN = "a-secret-run"  # B starts a run of the same id: a run of its own
+A_ONLY = "a-only-run"  # a run only A has
+RUN_START = {
+    "schema": "epidemic-run/v1",
+    "id": A_RUN,
+    "model": "sir",
+    "device": A_DEVICE,
+    "parameters": {"population": 1000, "beta": 0.3, "gamma": 0.1},
+}
+
+
+def _a_run(w: World) -> None:
+    """A's runs with two steps each (idempotent: every runs case calls it first)."""
+    steps = [
+        {"t": t, "susceptible": 990.0 - t, "infected": 10.0 + t, "recovered": 0.0} for t in (0, 1)
+    ]
+    for run in (A_RUN, A_ONLY):
+        made = w.client.post("/v1/runs", json={**RUN_START, "id": run}, headers=w.a)
+        assert made.status_code in (200, 201), made.text
+        sent = w.client.post(
+            f"/v1/runs/{run}/steps",
+            json={"schema": "epidemic-run/v1", "steps": steps},
+            headers={**w.a, "Idempotency-Key": f"steps-of-{run}"},
+        )
+        assert sent.status_code == 202, sent.text
+
+
+def _a_run_unchanged(w: World) -> None:
+    for run in (A_RUN, A_ONLY):
+        mine = w.client.get(f"/v1/runs/{run}", headers=w.a).json()
+        assert mine["status"] == "running" and mine["steps"] == 2, mine
+        assert mine["parameters"] == RUN_START["parameters"]
+
+
+def run_start(w: World) -> None:
+    _a_run(w)
+    theirs = {**RUN_START, "parameters": {"population": 5, "beta": 1.0, "gamma": 1.0}}
+    answer = w.client.post("/v1/runs", json=theirs, headers=w.b)
+    assert answer.status_code in (200, 201), answer.text  # B's own run of that name...
+    assert answer.json()["parameters"]["population"] == 5
+    _a_run_unchanged(w)  # ...A's is untouched
+
+
+def run_steps(w: World) -> None:
+    _a_run(w)
+    body = {"steps": [{"t": 5, "susceptible": 1.0, "infected": 1.0, "recovered": 1.0}]}
+    answer = w.client.post(f"/v1/runs/{A_ONLY}/steps", json=body, headers=w.b)
+    assert answer.status_code == 404
+    _a_run_unchanged(w)
+
+
+def run_finish(w: World) -> None:
+    _a_run(w)
+    answer = w.client.post(f"/v1/runs/{A_ONLY}/finish", json={"status": "failed"}, headers=w.b)
+    assert answer.status_code == 404
+    _a_run_unchanged(w)
+
+
+def run_list(w: World) -> None:
+    _a_run(w)
+    for params in ({}, {"device": A_DEVICE}, {"kind": "epidemic"}):
+        status, text = _get(w, "/v1/runs", **params)
+        assert status == 200
+        assert A_ONLY not in text
+        for run in json.loads(text)["items"]:  # only B's own run named like A's
+            assert run["parameters"]["population"] == 5, run
+
+
+def run_reads(w: World) -> None:
+    _a_run(w)
+    for suffix in ("", "/timeline", "/summary", "/export"):
+        status, text = _get(w, f"/v1/runs/{A_ONLY}{suffix}")
+        assert status == 404, text
+        w.assert_clean(text)
+
+
+def run_compare(w: World) -> None:
+    _a_run(w)
+    status, text = _get(w, "/v1/runs/compare", ids=f"{A_ONLY},{A_RUN}")
+    assert status == 404, text  # A_ONLY is no run of B's
+    w.assert_clean(text)
+
+
 def _a_temperature(w: World) -> None:
     """A's device sends a temperature/v1 reading (idempotent: each case calls it first)."""
     body = {"schema": "temperature/v1", "device": A_DEVICE, "ts": w.now - 30, "temperature": 4.5}
@@ -408,6 +491,15 @@ CASES: dict[tuple[str, str], Check] = {
     ("POST", "/v1/admin/keys"): keys,
     ("DELETE", "/v1/admin/keys/{key_id}"): key_revoke,
     ("POST", "/v1/admin/replay"): replay,
+    ("POST", "/v1/runs"): run_start,
+    ("POST", "/v1/runs/{run}/steps"): run_steps,
+    ("POST", "/v1/runs/{run}/finish"): run_finish,
+    ("GET", "/v1/runs"): run_list,
+    ("GET", "/v1/runs/compare"): run_compare,
+    ("GET", "/v1/runs/{run}"): run_reads,
+    ("GET", "/v1/runs/{run}/timeline"): run_reads,
+    ("GET", "/v1/runs/{run}/summary"): run_reads,
+    ("GET", "/v1/runs/{run}/export"): run_reads,
     ("POST", "/v1/contracts/temperature"): temperature_post,
     ("GET", "/v1/temperature/summary"): temperature_summary,
     ("GET", "/v1/contracts"): contracts,
