@@ -309,6 +309,33 @@ def test_contracts_are_listed_and_served(client: TestClient, admin: dict[str, st
     problem(client.get("/v1/contracts"), 401)
 
 
+def test_a_contract_of_several_parts_is_served_as_a_bundle(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    items = {i["name"]: i for i in client.get("/v1/contracts", headers=admin).json()["items"]}
+    runs = items["epidemic-run/v1"]
+    assert runs["parts"] == ["start", "steps", "finish"] and runs["status"] == "current"
+    assert runs["docs"] == "docs/contracts/epidemic-run-v1.md"
+    assert items["temperature/v1"]["parts"] == []
+    bundle = client.get(runs["schema_url"], headers=admin).json()
+    jsonschema.Draft202012Validator.check_schema(bundle)
+    bundled = jsonschema.Draft202012Validator(bundle)
+    examples = sorted((ROOT / "docs/contracts/examples/epidemic-run-v1").glob("*.json"))
+    assert examples
+    for path in examples:
+        bundled.validate(json.loads(path.read_text(encoding="utf-8")))
+    assert not bundled.is_valid({"schema": "epidemic-run/v1", "steps": "none"})
+    start = client.get(runs["schema_url"], params={"part": "start"}, headers=admin)
+    assert start.status_code == 200
+    packaged = resources.files("stats_service").joinpath(
+        "contracts/epidemic-run-v1-start.schema.json"
+    )
+    assert start.json() == json.loads(packaged.read_text(encoding="utf-8"))
+    for url, part in ((runs["schema_url"], "middle"), ("/v1/contracts/temperature/v1", "start")):
+        found = problem(client.get(url, params={"part": part}, headers=admin), 400)
+        assert found["errors"][0]["loc"] == "query.part"
+
+
 def test_openapi_describes_the_body(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     body = spec["paths"][URL]["post"]["requestBody"]["content"]["application/json"]["schema"]

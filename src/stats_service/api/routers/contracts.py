@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ...errors import NotFound
+from ...errors import BadParameter, NotFound
 from ...ingest.protocols.contract_version import SUPPORTED
 from ...query.params import decode_offset, parse_limit, parse_tz, time_range
 from ...query.temperature import DEFAULT_SPAN_US, MAX_DEVICES, summary
@@ -30,7 +30,14 @@ from .ingest import IngestAccepted, read_body
 
 router = APIRouter(tags=["contracts"])
 
-_FILE = re.compile(r"^(?P<family>[a-z][a-z0-9-]*)-v(?P<version>[1-9][0-9]*)\.schema\.json$")
+# `<family>-v<n>.schema.json`, or `<family>-v<n>-<part>.schema.json` for a contract sent in
+# several kinds of request (epidemic-run: start, steps, finish)
+_FILE = re.compile(
+    r"^(?P<family>[a-z][a-z0-9-]*?)-v(?P<version>[1-9][0-9]*)(?:-(?P<part>[a-z]+))?"
+    r"\.schema\.json$"
+)
+PART_ORDER = ("start", "steps", "finish")
+BASE_ID = "https://statistics-service.local/contracts/"
 # where each family is sent; a family without an entry is listed without one
 ENDPOINTS: dict[str, str] = {
     "ingest": "POST /v1/ingest",
@@ -44,12 +51,20 @@ class ContractOut(BaseModel):
     name: str = Field(description="`<family>/v<n>`, the value of a payload's `schema` field.")
     family: str
     version: int
-    status: str = Field(description="`current` (the newest version) or `supported`.")
+    status: str = Field(
+        description="`current` (the newest version), `supported` (older, still accepted) or "
+        "`unsupported` (documented, no longer accepted)."
+    )
     endpoint: str | None
     schema_url: str = Field(description="Where this server serves the JSON Schema.")
     docs: str = Field(description="The page in the project's docs.")
     title: str | None = None
     description: str | None = None
+    parts: list[str] = Field(
+        default_factory=list,
+        description="For a contract sent in several requests (epidemic-run: start, steps, "
+        "finish), its parts: `schema_url?part=<part>` serves one part's schema.",
+    )
 
 
 class ContractsOut(BaseModel):
@@ -57,15 +72,45 @@ class ContractsOut(BaseModel):
 
 
 @cache
-def _schemas() -> dict[tuple[str, int], dict[str, Any]]:
-    """Every packaged contract schema, by (family, version)."""
-    found: dict[tuple[str, int], dict[str, Any]] = {}
+def _files() -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """Every packaged contract schema: (family, version) -> part ("" if whole) -> schema."""
+    found: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for entry in resources.files("stats_service").joinpath("contracts").iterdir():
         match = _FILE.match(entry.name)
         if match is not None:
             schema: dict[str, Any] = json.loads(entry.read_text(encoding="utf-8"))
-            found[(match["family"], int(match["version"]))] = schema
+            key = (match["family"], int(match["version"]))
+            found.setdefault(key, {})[match["part"] or ""] = schema
     return found
+
+
+def _part_names(parts: dict[str, dict[str, Any]]) -> list[str]:
+    """The named parts, in the order they are sent (start, steps, finish), others after."""
+    names = [p for p in parts if p]
+    return [p for p in PART_ORDER if p in names] + sorted(set(names) - set(PART_ORDER))
+
+
+@cache
+def _schemas() -> dict[tuple[str, int], dict[str, Any]]:
+    """One JSON Schema per contract version: the file itself, or for a contract of several
+    parts a bundle that holds each part (with its own `$id`) under `$defs` and accepts a
+    payload of any of them."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for (family, version), parts in _files().items():
+        if "" in parts:
+            out[(family, version)] = parts[""]
+            continue
+        names = _part_names(parts)
+        out[(family, version)] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{BASE_ID}{family}-v{version}.schema.json",
+            "title": f"{family}/v{version}",
+            "description": f"The parts of {family}/v{version}: {', '.join(names)}; each "
+            "under `$defs`, one part alone with `?part=`.",
+            "anyOf": [{"$ref": f"#/$defs/{name}"} for name in names],
+            "$defs": {name: parts[name] for name in names},
+        }
+    return out
 
 
 def _entry(family: str, version: int, schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +129,7 @@ def _entry(family: str, version: int, schema: dict[str, Any]) -> dict[str, Any]:
         "docs": DOCS.format(family=family, version=version),
         "title": schema.get("title"),
         "description": schema.get("description"),
+        "parts": _part_names(_files()[(family, version)]),
     }
 
 
@@ -107,13 +153,23 @@ def get_contract(
     family: str,
     version: Annotated[str, Path(description="`v1`, `v2`, ...")],
     principal: ReadPrincipal,
+    part: Annotated[
+        str | None, Query(description="One part of a contract of several (`start`, ...).")
+    ] = None,
 ) -> Response:
     """The JSON Schema of one contract version, e.g. `/v1/contracts/temperature/v1`."""
     match = re.fullmatch(r"v([1-9][0-9]{0,5})", version)
-    schema = _schemas().get((family, int(match[1]))) if match else None
-    if schema is None:
+    key = (family, int(match[1])) if match else None
+    schema = _schemas().get(key) if key else None
+    if schema is None or key is None:
         known = ", ".join(f"{f}/v{v}" for f, v in sorted(_schemas()))
         raise NotFound(f"no contract {family}/{version}; this server has {known}")
+    if part is not None:
+        parts = _files()[key]
+        if part not in parts or not part:
+            names = ", ".join(_part_names(parts)) or "none (it is one schema)"
+            raise BadParameter("part", f"{family}/{version} has no part {part!r}; parts: {names}")
+        schema = parts[part]
     return Response(
         json.dumps(schema, ensure_ascii=False).encode(), media_type="application/schema+json"
     )
