@@ -300,7 +300,7 @@ class Settings(BaseSettings):
     )
     live_queue_bytes: int = Field(
         4 * 1024 * 1024,
-        ge=1024,
+        ge=64 * 1024,
         description="Bytes of messages one live subscriber may have waiting; past that it is "
         "closed with code 4008 (too slow) and its messages are dropped.",
     )

@@ -12,6 +12,7 @@ from .ingest.usage import UsageCounter
 from .ingest.writer import Writer
 from .jobs import device_analytics  # noqa: F401  (registers the task kind)
 from .jobs.tasks import InProcessTaskRunner, TaskRunner
+from .live.hub import LiveHub
 from .metrics import ServiceMetrics
 from .storage.embedded import EmbeddedStore
 from .storage.stats_api import StatsApiStore
@@ -29,6 +30,7 @@ class Services:
     pipeline: Pipeline
     stats_api: StatsApiStore
     tasks: TaskRunner
+    live: LiveHub
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -40,6 +42,11 @@ class Services:
         archive = LocalArchive(settings.data_dir)
         usage = UsageCounter()
         metrics = ServiceMetrics()
+        live = LiveHub(
+            metrics.registry,
+            queue_bytes=settings.live_queue_bytes,
+            max_subscribers=settings.live_max_subscribers,
+        )
         writer = Writer(
             store,
             usage,
@@ -48,6 +55,7 @@ class Services:
             commit_max_points=settings.commit_max_points,
             linger_s=settings.commit_linger_ms / 1000,
             metrics=metrics,
+            listener=live,
         )
         pipeline = Pipeline(store, writer, usage, metrics, settings)
         auth = AuthService(store, settings)
@@ -56,7 +64,7 @@ class Services:
             store, workers=settings.task_workers, max_pending=settings.task_queue_max
         )
         return cls(
-            settings, store, archive, auth, usage, metrics, writer, pipeline, stats_api, tasks
+            settings, store, archive, auth, usage, metrics, writer, pipeline, stats_api, tasks, live
         )
 
     def start(self) -> None:

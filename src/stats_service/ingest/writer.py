@@ -11,16 +11,17 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
 from ..archive.base import Archive
 from ..archive.envelope import archive_key
 from ..errors import Overloaded, ServiceError, Unavailable
-from ..model import WriteItem, WriteOutcome
+from ..model import Batch, WriteItem, WriteOutcome
 from ..storage.commit import CommitMemory, KnownSeries, UsageDelta, commit_group
 from ..storage.embedded import EmbeddedStore
 from .usage import UsageCounter
@@ -39,6 +40,17 @@ class WriterMetrics:
         pass
 
 
+class CommitListener(Protocol):
+    """Told about what each group commit stored (the live feed). `committed` runs on the
+    writer thread: it must return at once and never raise. The writer calls it only
+    while `active` is true, so a listener without subscribers costs one attribute read."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def committed(self, batches: Sequence[Batch], known: KnownSeries) -> None: ...
+
+
 class Writer:
     def __init__(
         self,
@@ -51,6 +63,7 @@ class Writer:
         linger_s: float,
         metrics: WriterMetrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC).replace(tzinfo=None),
+        listener: CommitListener | None = None,
     ) -> None:
         self._store = store
         self._usage = usage
@@ -60,6 +73,7 @@ class Writer:
         self._linger = linger_s
         self._metrics = metrics or WriterMetrics()
         self._clock = clock
+        self._listener = listener
         self._queue: collections.deque[tuple[WriteItem, Future[WriteOutcome]]] = (
             collections.deque()
         )
@@ -218,6 +232,9 @@ class Writer:
         elapsed = time.perf_counter() - started
         points = sum(o.points_written for o in outcomes)
         self._metrics.committed(len(group), points, elapsed)
+        listener = self._listener
+        if listener is not None and listener.active:
+            self._tell(listener, items, outcomes)
         for (item, fut), outcome in zip(group, outcomes, strict=True):
             log.debug(
                 "batch_committed",
@@ -227,3 +244,19 @@ class Writer:
                 replayed=outcome.replayed,
             )
             fut.set_result(outcome)
+
+    def _tell(
+        self, listener: CommitListener, items: list[WriteItem], outcomes: list[WriteOutcome]
+    ) -> None:
+        """Hand the batches this commit stored to the listener: not retries answered from
+        the idempotency table, not replays from the archive (they only fill gaps)."""
+        batches = [
+            item.batch
+            for item, outcome in zip(items, outcomes, strict=True)
+            if not outcome.replayed and not item.only_missing and len(item.batch)
+        ]
+        if batches:
+            try:
+                listener.committed(batches, self._known)
+            except Exception:  # the commit is done: a listener's bug must not undo the answer
+                log.exception("commit_listener_failed")

@@ -1,0 +1,1 @@
+"""The live feed: points pushed to WebSocket subscribers as they are committed."""
