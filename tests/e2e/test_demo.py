@@ -1,4 +1,5 @@
-"""`stats-service demo`: three simulated ESP32 boards and a finished SIR run, for real."""
+"""`stats-service demo`: three simulated ESP32 boards and a finished SIR run (posted
+over the runs endpoints), for real."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ def test_demo_boards_report_and_the_sir_run_is_stored(server_factory: ServerFact
             **{board: sorted(BOARD_METRICS) for board in BOARDS},
             "sim-sir": sorted(SIR_METRICS),
         }
+        runs = client.get("/v1/runs", params={"device": "sim-sir"}).json()["items"]
+        assert [(r["model"], r["status"], r["steps"]) for r in runs] == [
+            ("sir", "finished", SIR_DAYS + 1)
+        ]
+        summary = client.get(f"/v1/runs/{runs[0]['id']}/summary").json()["epidemic"]
+        assert abs(summary["r0_parameters"] - 3.0) < 1e-9
+        assert abs(summary["r0_estimate"] - 3.0) < 0.3
         before = latest(client, "esp32-02")
         while (after := latest(client, "esp32-02")) == before:  # the readings move on
             assert time.monotonic() - started < 10, "esp32-02 reported nothing new"

@@ -69,7 +69,8 @@ MAX_TEXT = 256
 MAX_MESSAGE = 2000
 MAX_POPULATION = 10**12
 DEFAULT_TICK_S = 86_400.0
-SUM_SLACK = 1e-6  # relative: an ODE solver's S+I+R may pass N by rounding
+SUM_SLACK = 1e-9  # relative: floating-point sums of an ODE solver
+ROUNDING = 0.5  # per compartment: counts rounded to the nearest whole person
 
 
 def _loads(body: bytes) -> Any:
@@ -303,7 +304,6 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
         tags[DEVICE_TAG] = device
     tag_tuple = tuple(sorted(tags.items()))
     allowed = frozenset(REQUIRED) | OPTIONAL_BY_MODEL.get(model, frozenset())
-    limit = population * (1 + SUM_SLACK)
     previous_t: float | None = None
     for i, step in enumerate(steps):
         loc = f"body.steps[{i}]"
@@ -348,7 +348,7 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
             else:
                 total += float(value)
                 values.append((name, float(value)))
-        if total > limit:
+        if total > population * (1 + SUM_SLACK) + ROUNDING * len(values):
             parts = "+".join(n[0].upper() for n, _ in values)
             b.error(loc, f"{parts} = {total:g} exceeds the population {population}")
             continue
