@@ -74,7 +74,7 @@ def sir_run(now: float, run_id: str) -> tuple[dict[str, object], dict[str, objec
     one minute of stored time (`tick_seconds`), and the last day is now."""
     rows = sir(population=10_000, infected=10, beta=0.3, gamma=0.1, days=SIR_DAYS)
     origin = now - SIR_DAYS * 60
-    start = {
+    start: dict[str, object] = {
         "schema": "epidemic-run/v1",
         "id": run_id,
         "model": "sir",
@@ -90,7 +90,7 @@ def sir_run(now: float, run_id: str) -> tuple[dict[str, object], dict[str, objec
             "solver": "euler, dt = 0.1 day",
         },
     }
-    steps = {
+    steps: dict[str, object] = {
         "schema": "epidemic-run/v1",
         "steps": [
             {
