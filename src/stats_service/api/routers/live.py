@@ -97,17 +97,14 @@ async def _open(websocket: WebSocket, services: Services) -> tuple[Subscriber, P
 
 
 async def _authenticate(websocket: WebSocket, services: Services, request: Request) -> Principal:
-    key = request.key or _header_key(websocket)
+    """The caller's principal. Like the rest of `/v1`, the live feed always needs a key
+    (a tenant's `anonymous_read` opens only the stats API routes)."""
+    key = request.key or _header_key(websocket) or await _first_message_key(websocket)
     if key is None:
-        key = await _first_message_key(websocket)
-    if key is None:
-        principal = services.auth.anonymous(None, Role.READ)
-        if principal is None:
-            raise Unauthorized(
-                "an API key is required: pass ?key=<key>, an X-API-Key header, or send "
-                f'{{"type": "auth", "key": "<key>"}} within {AUTH_TIMEOUT_S:g} s'
-            )
-        return principal
+        raise Unauthorized(
+            "an API key is required: pass ?key=<key>, an X-API-Key header, or send "
+            f'{{"type": "auth", "key": "<key>"}} within {AUTH_TIMEOUT_S:g} s'
+        )
     principal = await anyio.to_thread.run_sync(services.auth.authenticate, key)
     if principal.system and (name := websocket.headers.get("x-tenant")):
         tenant = services.auth.tenant(name)
@@ -126,8 +123,8 @@ def _header_key(websocket: WebSocket) -> str | None:
 
 
 async def _first_message_key(websocket: WebSocket) -> str | None:
-    """The key of a first `{"type": "auth", "key": "..."}` message. None when no message
-    came in time or it carried no key: an anonymous reader, if the tenant allows one."""
+    """The key of a first `{"type": "auth", "key": "..."}` message; None when no message
+    came in time or it carried no key."""
     try:
         message = await asyncio.wait_for(websocket.receive(), AUTH_TIMEOUT_S)
     except TimeoutError:
@@ -205,7 +202,6 @@ def _hello(principal: Principal, subscriber: Subscriber, keepalive: float) -> di
         "type": "hello",
         "tenant": principal.tenant,
         "role": principal.role.value,
-        "anonymous": principal.key_id == "anonymous",
         "selection": subscriber.selection.describe(),
         "keepalive_s": keepalive,
         "queue_bytes": subscriber.max_bytes,
