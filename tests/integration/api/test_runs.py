@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -477,3 +478,24 @@ def test_keys_and_device_tokens(client: TestClient, admin: dict[str, str]) -> No
     post_steps(client, token, own.json()["id"], step)
     problem(client.post("/v1/runs", json={**body, "device": "board-8"}, headers=token), 403)
     problem(client.post(f"/v1/runs/{run}/steps", json={"steps": step}, headers=token), 403)
+
+
+def test_replay_of_the_raw_archive_restores_the_steps(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """The archived steps carry what the parser needs of the run (pipeline params)."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    sim = simulate(1000, 5, 0.4, 0.1, 20)
+    fields = ("susceptible", "infected", "recovered")
+    start(client, admin, id="replayed", model="sir", device="sim-r",
+          parameters={"population": 1000, "beta": 0.4, "gamma": 0.1})  # fmt: skip
+    post_steps(client, admin, "replayed", steps_of(sim, fields, 0, 21))
+    before = client.get("/v1/runs/replayed/timeline", headers=admin).json()
+    with services.store.transaction() as con:
+        con.execute("DELETE FROM points")
+    assert client.get("/v1/runs/replayed/timeline", headers=admin).json()["t"] == []
+    today = datetime.now(UTC).date().isoformat()
+    answer = client.post("/v1/admin/replay", json={"from": today, "to": today}, headers=admin)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["failed"] == []
+    assert client.get("/v1/runs/replayed/timeline", headers=admin).json() == before

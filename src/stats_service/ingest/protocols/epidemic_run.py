@@ -327,10 +327,11 @@ def parse(body: bytes, ctx: ParseContext) -> Batch:
         if wall:
             at = _step_time(step["ts"], f"{loc}.ts", b, ctx)
         elif t is not None:
-            at = origin_us + round(float(t) * tick_us)
-            if not MIN_US <= at <= MAX_US:
+            stored = origin_us + float(t) * tick_us
+            if MIN_US <= stored <= MAX_US:
+                at = origin_us + round(float(t) * tick_us)
+            else:
                 b.error(f"{loc}.t", "maps to a time outside 1900-01-01 .. 9999-12-31")
-                at = None
         total = 0.0
         values: list[tuple[str, float]] = []
         for name in COMPARTMENTS:

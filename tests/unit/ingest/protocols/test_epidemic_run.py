@@ -133,3 +133,9 @@ def test_growth_fit_starts_at_the_dip_and_refuses_decline() -> None:
     assert fit is not None and fit["from_t"] == 5.0
     assert fit["rate"] == pytest.approx(0.2, rel=1e-6)
     assert growth_fit(t, 100 * np.exp(-0.1 * t)) is None
+
+
+def test_a_t_beyond_the_calendar_is_an_error_not_an_overflow() -> None:
+    for t in (1e300, 1.7e308):
+        with pytest.raises(ValidationFailed, match=r"steps\[0\].t"):
+            contract.parse(body({"t": t, "susceptible": 1, "infected": 1, "recovered": 1}), ctx())
