@@ -41,6 +41,7 @@ from .api.routers import (
     thingsboard,
     usage,
 )
+from .api.stats_fast import StatsFastPath
 from .config import Settings
 from .jobs.compaction import compaction_job
 from .jobs.retention import apply_retention
@@ -157,6 +158,7 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(StatsFastPath)  # inside RequestMetrics: its requests are measured
     metrics_holder = _LazyMetrics(app)
     app.add_middleware(RequestMetrics, metrics=metrics_holder)  # type: ignore[arg-type]
     return app

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 
 from ..errors import FieldError, ServiceError, Unauthorized
 from ..model import Principal, Role
+from ..services import Services
 from .deps import ServicesDep, presented_key, principal_of
 from .problems import PROBLEM_RESPONSES, _problem
 
@@ -86,24 +87,30 @@ def add_route(
     return decorate
 
 
+def stats_caller(request: Request, services: Services, role: Role) -> Principal:
+    """The caller of a stats API route: its key's principal (with `role`), or else the
+    anonymous principal of tenant `default` when it allows that; 401 otherwise."""
+    if presented_key(request) is None:
+        anonymous = services.auth.anonymous(None, role)
+        if anonymous is None:
+            flag = "anonymous_read" if role is Role.READ else "anonymous_write"
+            raise Unauthorized(
+                "an API key is required: send it as `X-API-Key: <key>` or "
+                "`Authorization: Bearer <key>` (tenant `default` does not allow "
+                f"anonymous access here; an admin can turn on `{flag}`)"
+            )
+        services.usage.request(anonymous.tenant_id)
+        request.state.principal = anonymous
+        return anonymous
+    principal = principal_of(request, services)
+    if not principal.system:
+        services.usage.request(principal.tenant_id)
+    return services.auth.require(principal, role)
+
+
 def _caller(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     async def check(request: Request, services: ServicesDep) -> Principal:
-        if presented_key(request) is None:
-            anonymous = services.auth.anonymous(None, role)
-            if anonymous is None:
-                flag = "anonymous_read" if role is Role.READ else "anonymous_write"
-                raise Unauthorized(
-                    "an API key is required: send it as `X-API-Key: <key>` or "
-                    "`Authorization: Bearer <key>` (tenant `default` does not allow "
-                    f"anonymous access here; an admin can turn on `{flag}`)"
-                )
-            services.usage.request(anonymous.tenant_id)
-            request.state.principal = anonymous
-            return anonymous
-        principal = principal_of(request, services)
-        if not principal.system:
-            services.usage.request(principal.tenant_id)
-        return services.auth.require(principal, role)
+        return stats_caller(request, services, role)
 
     return check
 

@@ -185,6 +185,10 @@ def test_stats_errors_name_every_field(client: TestClient) -> None:
     assert client.get(f"/stats/{dev}/", headers=ADMIN).json() == []  # nothing half-written
     unknown = client.post(f"/devices/{uuid.uuid4()}/stats/", json={"x": 1}, headers=ADMIN)
     problem(unknown, 404)
+    malformed = client.post("/devices/8cb7.../stats/", json={"x": 1}, headers=ADMIN)
+    assert problem(malformed, 422)["errors"][0]["loc"] == "path.device_id"
+    metrics = client.get("/metrics").text  # the fast path is measured under its route
+    assert 'route="/devices/{device_id}/stats/",status="404"' in metrics
     problem(client.get(f"/stats/{uuid.uuid4()}/", headers=ADMIN), 404)
     problem(client.get(f"/devices/{uuid.uuid4()}/analytics/", headers=ADMIN), 404)
     problem(client.get(f"/tasks/{uuid.uuid4()}", headers=ADMIN), 404)

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from ...errors import FieldError
 from ...ingest.timestamps import MAX_US, MIN_US, TimestampError, parse_timestamp, rfc3339_to_us
 from ...jobs.device_analytics import KIND as ANALYTICS
+from ...model import Principal
 from ...query.columns import time_or_none
+from ...services import Services
 from ..deps import ServicesDep
 from ..stats_api_support import (
     STATS_PROBLEMS,
@@ -166,8 +168,17 @@ def get_device(device_id: uuid.UUID, principal: StatsReader, services: ServicesD
 async def post_stats(
     device_id: uuid.UUID, request: Request, principal: StatsWriter, services: ServicesDep
 ) -> dict[str, str]:
-    """Store one reading of the device; answers `{"status": "ok"}` once it is durable."""
-    device = str(device_id)
+    """Store one reading of the device; answers `{"status": "ok"}` once it is durable.
+    (Served by `api/stats_fast.py` without FastAPI's routing; this route documents it
+    and answers when that one steps aside.)"""
+    await store_reading(principal, services, str(device_id), request)
+    return {"status": "ok"}
+
+
+async def store_reading(
+    principal: Principal, services: Services, device: str, request: Request
+) -> None:
+    """Validate a stats body and write it through the ingest pipeline (durable on return)."""
     services.stats_api.require_device(principal.tenant_id, device)
     body = await read_body(request, services.settings.max_body_bytes)
     metrics, ts_us = _reading(body, services.settings.future_skew_s)
@@ -175,7 +186,6 @@ async def post_stats(
     if ts_us is not None:
         doc["ts"] = ts_us
     await services.pipeline.ingest(principal, "json", orjson.dumps(doc), params={"precision": "us"})
-    return {"status": "ok"}
 
 
 def _reading(body: bytes, future_skew_s: float) -> tuple[dict[str, float], int | None]:
