@@ -39,6 +39,7 @@ from .tasks import TaskStatus, task_status
 router = new_router("stats api")
 
 MAX_FIELD = 200
+MAX_OFFSET = 10**12
 RESERVED = frozenset({"device_id", "user_id"})  # keys of a StatResponse
 
 
@@ -80,7 +81,9 @@ class StatResponse(BaseModel):
 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Readings per page.")]
-Offset = Annotated[int, Query(ge=0, description="Readings to skip (the page's start).")]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="Readings to skip (the page's start).")
+]
 
 STATS_BODY: dict[str, Any] = {
     "requestBody": {
@@ -117,7 +120,7 @@ def list_users(
     principal: StatsReader,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[UserOut]:
     """Users of the tenant by id (paged with limit and offset)."""
     users = services.stats_api.list_users(principal.tenant_id, limit, offset)
