@@ -25,6 +25,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
 import numpy as np
 import orjson
 import structlog
@@ -94,9 +95,9 @@ class Subscriber:
             if self.dropped.is_set():
                 return None
             self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
+            with anyio.move_on_after(timeout) as scope:
+                await self._ready.wait()
+            if scope.cancelled_caught:
                 return None
         return self._frames.popleft()
 

@@ -13,7 +13,6 @@ that walks it does not reach this one: tests/e2e/test_live_feed.py checks its is
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import UTC, datetime
 from typing import Any
@@ -125,9 +124,10 @@ def _header_key(websocket: WebSocket) -> str | None:
 async def _first_message_key(websocket: WebSocket) -> str | None:
     """The key of a first `{"type": "auth", "key": "..."}` message; None when no message
     came in time or it carried no key."""
-    try:
-        message = await asyncio.wait_for(websocket.receive(), AUTH_TIMEOUT_S)
-    except TimeoutError:
+    message: dict[str, Any] | None = None
+    with anyio.move_on_after(AUTH_TIMEOUT_S):
+        message = dict(await websocket.receive())
+    if message is None:
         return None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
@@ -149,22 +149,35 @@ async def _first_message_key(websocket: WebSocket) -> str | None:
 async def _serve(
     websocket: WebSocket, hub: LiveHub, subscriber: Subscriber, keepalive: float
 ) -> None:
-    """Send the subscriber's frames until the client leaves or the hub drops it."""
-    sender = asyncio.create_task(_pump(websocket, hub, subscriber, keepalive))
-    receiver = asyncio.create_task(_drain_incoming(websocket))
-    dropped = asyncio.create_task(subscriber.dropped.wait())
-    tasks = {sender, receiver, dropped}
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if subscriber.dropped.is_set() and receiver not in done:
+    """Send the subscriber's frames until the client leaves or the hub drops it. A task
+    group (not bare asyncio tasks) so that a cancellation from outside ends it cleanly."""
+    client_gone = False
+    async with anyio.create_task_group() as group:
+
+        async def send_frames() -> None:
+            nonlocal client_gone
+            try:
+                await _pump(websocket, hub, subscriber, keepalive)
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                client_gone = True  # sending to a closed connection raises
+            group.cancel_scope.cancel()
+
+        async def read_client() -> None:
+            nonlocal client_gone
+            await _drain_incoming(websocket)
+            client_gone = True
+            group.cancel_scope.cancel()
+
+        async def watch_drop() -> None:
+            await subscriber.dropped.wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(send_frames)
+        group.start_soon(read_client)
+        group.start_soon(watch_drop)
+    if subscriber.dropped.is_set() and not client_gone:
         reason = f"too slow: more than {subscriber.max_bytes} bytes of messages waiting"
         await _close(websocket, CLOSE_TOO_SLOW, reason)
-    elif sender in done and not sender.cancelled() and sender.exception() is not None:
-        raise WebSocketDisconnect(1006)
 
 
 async def _pump(
@@ -220,8 +233,11 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         return
     # a client that reads nothing never lets the close frame out: give up after a while
     # (the server's protocol-level keepalive then ends the connection)
-    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
-        await asyncio.wait_for(websocket.close(code, _short(reason)), CLOSE_TIMEOUT_S)
+    with (
+        contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError),
+        anyio.move_on_after(CLOSE_TIMEOUT_S),
+    ):
+        await websocket.close(code, _short(reason))
 
 
 def _short(reason: str) -> str:
