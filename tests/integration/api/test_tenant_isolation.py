@@ -4,6 +4,10 @@ Tenant `default` (A) and tenant `other` (B) each hold data. Every operation in t
 OpenAPI document must have an entry in CASES (a conventions test checks that), which
 calls it with B's admin key aimed at A's devices, series, keys and tenant, and asserts
 that the answer carries none of A's data and that A's data is unchanged.
+
+WebSocket routes are not OpenAPI operations: `WS /v1/live` has its own isolation test,
+tests/e2e/test_live_feed.py::test_tenant_isolation (B's keys, whatever they select,
+never receive A's points).
 """
 
 from __future__ import annotations
