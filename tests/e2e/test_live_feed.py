@@ -343,6 +343,24 @@ def test_refusals_carry_a_message_and_a_close_code(server: ServerProcess) -> Non
     assert server.metric("stats_live_refused_total") == before + 8
 
 
+def test_a_revoked_key_is_closed_4401(server: ServerProcess) -> None:
+    with server.client() as client:
+        created = client.post("/v1/admin/keys", json={"role": "read"}).json()
+
+    async def main() -> None:
+        ws = await subscribe(server, "device=revoked-dev", created["key"])
+        with server.client() as client:
+            assert client.delete(f"/v1/admin/keys/{created['id']}").status_code in (200, 204)
+        error = await recv(ws)  # the key is checked again every few seconds
+        assert error["type"] == "error" and error["status"] == 401
+        assert "revoked" in error["detail"]
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), WAIT_S)
+        assert ws.close_code == 4401
+
+    run(main)
+
+
 def test_keepalive_pings(server: ServerProcess) -> None:
     async def main() -> None:
         ws = await open_ws(ws_url(server, f"key={ADMIN_KEY}&keepalive=1&device=quiet"))

@@ -133,7 +133,8 @@ class LiveHub:
         )
         self.dropped = Counter(
             "stats_live_dropped_subscribers",
-            "Live-feed subscribers closed by the server, by reason (slow: queue overflow).",
+            "Live-feed subscribers closed by the server, by reason (slow: queue overflow; "
+            "unauthorized: key revoked).",
             ["reason"],
             registry=r,
         )

@@ -5,7 +5,8 @@ from `?key=`, the `X-API-Key` / `Authorization: Bearer` header, or a first messa
 `{"type": "auth", "key": "..."}` within AUTH_TIMEOUT_S. Refusals are an
 `{"type": "error", ...}` message (problem details) and then a close code: 4400 bad
 parameter or message, 4401 no valid key, 4403 role not allowed, 1013 too many
-subscribers. A subscriber too slow for its feed is closed with 4008.
+subscribers. A subscriber too slow for its feed is closed with 4008; one whose key is
+revoked, with 4401 within KEY_RECHECK_S.
 
 WebSocket routes do not appear in the OpenAPI document, so the tenant isolation test
 that walks it does not reach this one: tests/e2e/test_live_feed.py checks its isolation.
@@ -34,6 +35,7 @@ router = APIRouter()
 
 AUTH_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 10.0
+KEY_RECHECK_S = 5.0  # a revoked key's subscriptions end within this (4401)
 CLOSE_CODES = {400: 4400, 401: 4401, 403: 4403}
 CLOSE_TRY_LATER = 1013
 CLOSE_INTERNAL = 1011
@@ -53,7 +55,7 @@ async def live(websocket: WebSocket) -> None:
     hub = services.live
     await websocket.accept()
     try:
-        subscriber, principal, keepalive = await _open(websocket, services)
+        subscriber, principal, keepalive, key = await _open(websocket, services)
     except _Refused as refused:
         hub.refused.labels(str(refused.code)).inc()
         await _refuse(websocket, refused)
@@ -62,19 +64,24 @@ async def live(websocket: WebSocket) -> None:
         return
     try:
         await _send(websocket, hub, _hello(principal, subscriber, keepalive))
-        await _serve(websocket, hub, subscriber, keepalive)
+        revoked = await _serve(websocket, services, subscriber, keepalive, key)
+        if revoked is not None:
+            hub.dropped.labels("unauthorized").inc()
+            await _refuse(websocket, _Refused(4401, _problem(401, "Unauthorized", revoked)))
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # the client went away (sending to a closed socket raises)
     finally:
         hub.unsubscribe(subscriber)
 
 
-async def _open(websocket: WebSocket, services: Services) -> tuple[Subscriber, Principal, float]:
+async def _open(
+    websocket: WebSocket, services: Services
+) -> tuple[Subscriber, Principal, float, str]:
     """Parse, authenticate, subscribe; _Refused with a close code otherwise."""
     hub, settings = services.live, services.settings
     try:
         request = parse_request(websocket.query_params.multi_items())
-        principal = await _authenticate(websocket, services, request)
+        principal, key = await _authenticate(websocket, services, request)
         services.auth.require(principal, Role.READ)
         if not principal.system:
             services.usage.request(principal.tenant_id)
@@ -92,10 +99,12 @@ async def _open(websocket: WebSocket, services: Services) -> tuple[Subscriber, P
         raise _Refused(code, body) from None
     except TooManySubscribers as exc:
         raise _Refused(CLOSE_TRY_LATER, _problem(503, "Service unavailable", str(exc))) from None
-    return subscriber, principal, request.keepalive_s or settings.live_keepalive_s
+    return subscriber, principal, request.keepalive_s or settings.live_keepalive_s, key
 
 
-async def _authenticate(websocket: WebSocket, services: Services, request: Request) -> Principal:
+async def _authenticate(
+    websocket: WebSocket, services: Services, request: Request
+) -> tuple[Principal, str]:
     """The caller's principal. Like the rest of `/v1`, the live feed always needs a key
     (a tenant's `anonymous_read` opens only the stats API routes)."""
     key = request.key or _header_key(websocket) or await _first_message_key(websocket)
@@ -108,7 +117,7 @@ async def _authenticate(websocket: WebSocket, services: Services, request: Reque
     if principal.system and (name := websocket.headers.get("x-tenant")):
         tenant = services.auth.tenant(name)
         principal = Principal(tenant.id, tenant.name, Role.ADMIN, system=True)
-    return principal
+    return principal, key
 
 
 def _header_key(websocket: WebSocket) -> str | None:
@@ -147,11 +156,14 @@ async def _first_message_key(websocket: WebSocket) -> str | None:
 
 
 async def _serve(
-    websocket: WebSocket, hub: LiveHub, subscriber: Subscriber, keepalive: float
-) -> None:
-    """Send the subscriber's frames until the client leaves or the hub drops it. A task
-    group (not bare asyncio tasks) so that a cancellation from outside ends it cleanly."""
+    websocket: WebSocket, services: Services, subscriber: Subscriber, keepalive: float, key: str
+) -> str | None:
+    """Send the subscriber's frames until the client leaves, the hub drops it, or its key
+    is revoked (checked every KEY_RECHECK_S; returns why). A task group (not bare asyncio
+    tasks) so that a cancellation from outside ends it cleanly."""
+    hub = services.live
     client_gone = False
+    revoked: str | None = None
     async with anyio.create_task_group() as group:
 
         async def send_frames() -> None:
@@ -172,12 +184,29 @@ async def _serve(
             await subscriber.dropped.wait()
             group.cancel_scope.cancel()
 
+        async def watch_key() -> None:
+            nonlocal revoked
+            while True:
+                await anyio.sleep(KEY_RECHECK_S)
+                try:
+                    await anyio.to_thread.run_sync(services.auth.authenticate, key)
+                except Unauthorized as exc:
+                    revoked = exc.detail
+                    group.cancel_scope.cancel()
+                    return
+
         group.start_soon(send_frames)
         group.start_soon(read_client)
         group.start_soon(watch_drop)
-    if subscriber.dropped.is_set() and not client_gone:
+        group.start_soon(watch_key)
+    if client_gone:
+        return None
+    if revoked is not None:
+        return revoked
+    if subscriber.dropped.is_set():
         reason = f"too slow: more than {subscriber.max_bytes} bytes of messages waiting"
         await _close(websocket, CLOSE_TOO_SLOW, reason)
+    return None
 
 
 async def _pump(
