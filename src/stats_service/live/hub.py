@@ -73,7 +73,7 @@ class Subscriber:
     def offer(self, frames: list[str]) -> bool:
         """Queue `frames`; False (and the subscriber dropped) when they do not fit. The
         frames of one batch always fit an empty queue (a subscriber that keeps up is
-        never dropped for one large commit)."""
+        never dropped for one large request)."""
         if self.dropped.is_set():
             return False
         size = sum(len(f) for f in frames)
