@@ -69,7 +69,8 @@ def test_example_is_valid_and_accepted(
     answer = client.post(URL, json=body, headers=admin)
     assert answer.status_code == 202, answer.text
     readings = body.get("readings", [body])
-    fields = sum(1 for r in readings for k in r if k not in ("ts", "schema", "device", "firmware"))
+    skip = ("ts", "schema", "device", "firmware")
+    fields = sum(1 for r in readings for k, v in r.items() if k not in skip and v is not None)
     firmware = 1 if "firmware" in body else 0
     assert answer.json()["points"] == fields + firmware
 
@@ -114,6 +115,15 @@ def test_schema_field_may_be_omitted_while_v1_is_the_only_version(
     assert client.post(URL, json=body, headers=admin).status_code == 202
 
 
+def test_a_null_field_counts_as_absent(client: TestClient, admin: dict[str, str]) -> None:
+    body = {**GOOD, "device": "esp32-null", "ts": None, "humidity": None, "firmware": None}
+    validator().validate(body)
+    answer = client.post(URL, json=body, headers=admin)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["points"] == 1
+    assert set(series_of(client, admin, "esp32-null")) == {"temperature"}
+
+
 def test_precision_parameter(client: TestClient, admin: dict[str, str]) -> None:
     ts_ms = 1795420800123
     body = {"schema": "temperature/v1", "device": "esp32-ms", "ts": ts_ms, "temperature": 1.5}
@@ -151,6 +161,8 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("bad-device", _with(device="-x"), "body.device", "1-128 characters"),
     ("device-not-string", _with(device=12), "body.device", "1-128 characters"),
     ("no-temperature", _with(temperature=None, humidity=40), "body.temperature", "is required"),
+    ("temperature-null", {**GOOD, "temperature": None}, "body.temperature", "is required"),
+    ("reading-ts-null", _batch({**R, "ts": None}), "body.readings[0].ts", "is required"),
     ("too-cold", _with(temperature=-90.5), "body.temperature", "between -90 and 150"),
     ("too-hot", _with(temperature=151), "body.temperature", "between -90 and 150"),
     ("temperature-text", _with(temperature="21.5"), "body.temperature", "must be a number"),

@@ -27,7 +27,7 @@ from ...model import DEVICE_TAG, Batch
 from ..timestamps import TimestampError, format_us, parse_timestamp
 from . import contract_version
 from .base import BatchBuilder, ParseContext
-from .json_v1 import DEVICE_MSG, DEVICE_RE, _loads
+from .json_v1 import DEVICE_MSG, DEVICE_RE, _fast_epoch, _loads
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -114,7 +114,8 @@ def _unknown(obj: dict[str, Any], allowed: frozenset[str], loc: str, b: BatchBui
 def _single(
     doc: dict[str, Any], tags: Tags | None, b: BatchBuilder, ctx: ParseContext
 ) -> int | None:
-    _unknown(doc, SINGLE_KEYS, "body", b)
+    if not doc.keys() <= SINGLE_KEYS:
+        _unknown(doc, SINGLE_KEYS, "body", b)
     ts = _timestamp(doc.get("ts"), "body.ts", b, ctx, required=False)
     _measurements(doc, "body", ts, tags, b)
     return ts
@@ -124,7 +125,8 @@ def _readings(
     doc: dict[str, Any], tags: Tags | None, b: BatchBuilder, ctx: ParseContext
 ) -> int | None:
     """Add every buffered reading; the newest timestamp, or None when there is none."""
-    _unknown(doc, BATCH_KEYS, "body", b)
+    if not doc.keys() <= BATCH_KEYS:
+        _unknown(doc, BATCH_KEYS, "body", b)
     readings = doc["readings"]
     if not isinstance(readings, list) or not readings:
         b.error("body.readings", "must be a non-empty list of readings")
@@ -132,15 +134,20 @@ def _readings(
     if len(readings) > MAX_READINGS:
         b.error("body.readings", f"at most {MAX_READINGS} readings per request")
         return None
+    fast = _fast_epoch(ctx)
     newest: int | None = None
     for i, reading in enumerate(readings):
-        loc = f"body.readings[{i}]"
-        if not isinstance(reading, dict):
-            b.error(loc, "must be an object with `ts` and `temperature`")
+        if type(reading) is not dict:
+            b.error(f"body.readings[{i}]", "must be an object with `ts` and `temperature`")
             continue
-        _unknown(reading, READING_KEYS, loc, b)
-        ts = _timestamp(reading.get("ts"), f"{loc}.ts", b, ctx, required=True)
-        _measurements(reading, loc, ts, tags, b)
+        if not reading.keys() <= READING_KEYS:
+            _unknown(reading, READING_KEYS, f"body.readings[{i}]", b)
+        raw = reading.get("ts")
+        if fast is not None and type(raw) is int and fast[1] <= raw <= fast[2]:
+            ts: int | None = raw * fast[0]
+        else:
+            ts = _timestamp(raw, f"body.readings[{i}].ts", b, ctx, required=True)
+        _measurements(reading, None, ts, tags, b, i)
         if ts is not None and (newest is None or ts > newest):
             newest = ts
     return newest
@@ -174,33 +181,45 @@ def _timestamp(
 
 def _measurements(
     obj: dict[str, Any],
-    loc: str,
+    loc: str | None,
     ts: int | None,
     tags: Tags | None,
     b: BatchBuilder,
+    index: int = 0,
 ) -> None:
     """Check and add the measurements of one reading (all of them, even when the time or
-    device is bad, so that every error is reported)."""
+    device is bad, so that every error is reported). `loc` None: `body.readings[index]`,
+    built only for an error. A field that is null counts as absent."""
     if obj.get(REQUIRED) is None:
-        b.error(f"{loc}.{REQUIRED}", "is required")
-    for name, spec in MEASUREMENTS.items():
-        value = obj.get(name)
-        if value is None:
+        b.error(f"{loc or f'body.readings[{index}]'}.{REQUIRED}", "is required")
+    ids = b.ids_for(tags) if ts is not None and tags is not None else None
+    for name, value in obj.items():
+        spec = MEASUREMENTS.get(name)
+        if spec is None or value is None:
+            continue  # `ts`, a top-level field, an unknown field (reported), or null
+        kind = type(value)
+        if (
+            (kind is float or kind is int)
+            and spec.low <= value
+            and (value < spec.high if spec.high_open else value <= spec.high)
+        ):
+            if ids is not None and ts is not None:
+                sid = ids.get(name)
+                if sid is None:
+                    sid = b.series_id(name, tags or (), spec.unit)
+                b.add(sid, ts, float(value))
             continue
-        where = f"{loc}.{name}"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            b.error(where, f"must be a number ({spec.unit})")
-            continue
-        number = float(value)
-        if not math.isfinite(number):
-            b.error(where, f"must be a finite number ({spec.unit})")
-            continue
-        problem = spec.problem(number)
-        if problem is not None:
-            b.error(where, problem)
-            continue
-        if ts is not None and tags is not None:
-            b.add(b.series_id(name, tags, spec.unit), ts, number)
+        _refuse(f"{loc or f'body.readings[{index}]'}.{name}", value, spec, b)
+
+
+def _refuse(where: str, value: Any, spec: Measurement, b: BatchBuilder) -> None:
+    """The error of a value that is not a number in its range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        b.error(where, f"must be a number ({spec.unit})")
+    elif not math.isfinite(value):
+        b.error(where, f"must be a finite number ({spec.unit})")
+    else:
+        b.error(where, spec.problem(float(value)) or f"is out of range ({spec.unit})")
 
 
 __all__ = ["FAMILY", "MEASUREMENTS", "parse"]
