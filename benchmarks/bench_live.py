@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_live.py                       # 0,1,10 subscribers, 2 rounds
     .venv/bin/python benchmarks/bench_live.py --subscribers 0,10 --requests 100 --rounds 1
+    .venv/bin/python benchmarks/bench_live.py --no-compression      # clients without deflate
 
 Each measurement starts a fresh `stats-service serve`, connects N WebSocket subscribers
 that select every series of the tenant (the worst case: each gets every point) and read
@@ -83,7 +84,11 @@ def _epoch(text: str) -> float:
 async def run_one(n_subscribers: int, args: argparse.Namespace) -> dict[str, float]:
     with Server(env={"STATS_LIVE_QUEUE_BYTES": str(64 * 1024 * 1024)}) as server:
         ws_url = server.url.replace("http://", "ws://") + f"/v1/live?key={ADMIN_KEY}"
-        subscribers = [Subscriber(await connect(ws_url)) for _ in range(n_subscribers)]
+        options = {"compression": None} if args.no_compression else {}
+        subscribers = [
+            Subscriber(await connect(ws_url, **options))  # type: ignore[arg-type]
+            for _ in range(n_subscribers)
+        ]
         for s in subscribers:
             assert json.loads(await s.ws.recv())["type"] == "hello"
         readers = [asyncio.create_task(s.read()) for s in subscribers]
@@ -151,6 +156,11 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="subscribers do not offer permessage-deflate (the server then does not compress)",
+    )
     args = parser.parse_args()
     print_machine()
     print(f"busy before: {other_busy_processes() or 'nothing else busy'}")
