@@ -58,7 +58,8 @@ def build(db: Path, points: int) -> None:
     step = 86_400_000_000 // (points // SERIES)
     with store.transaction() as con:
         con.execute(
-            "INSERT INTO tenants VALUES (1, 't', TIMESTAMP '2024-01-01', 30, 100000, 100000, false)"
+            "INSERT INTO tenants (id, name, created_at, retention_days, max_series, "
+            "max_batch_points) VALUES (1, 't', TIMESTAMP '2024-01-01', 30, 100000, 100000)"
         )
         con.execute(
             "INSERT INTO series (id, tenant_id, metric, device, tags, canonical, created_at) "

@@ -107,10 +107,12 @@ def test_reclaim_keeps_rows_keys_sequences_and_objects(store: EmbeddedStore) -> 
     # keys still conflict, and the tenant sequence does not hand out an old id again
     with pytest.raises(duckdb.ConstraintException), store.transaction() as con:
         con.execute(
-            "INSERT INTO tenants VALUES (1, 'again', TIMESTAMP '2024-01-01', 1, 1, 1, false)"
+            "INSERT INTO tenants VALUES (1, 'again', TIMESTAMP '2024-01-01', 1, 1, 1, false, false)"
         )
     with pytest.raises(duckdb.ConstraintException), store.transaction() as con:
-        con.execute("INSERT INTO tenants VALUES (99, 'u', TIMESTAMP '2024-01-01', 1, 1, 1, false)")
+        con.execute(
+            "INSERT INTO tenants VALUES (99, 'u', TIMESTAMP '2024-01-01', 1, 1, 1, false, false)"
+        )
     with pytest.raises(duckdb.ConstraintException), store.transaction() as con:
         con.execute(
             "INSERT INTO series (id, tenant_id, metric, tags, canonical, created_at) "
