@@ -8,9 +8,11 @@ committed before the answer. See docs/contracts/epidemic-run-v1.md.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -147,6 +149,52 @@ def _get_run(store: EmbeddedStore, tenant_id: int, run_id: str) -> run_store.Run
         return run_store.get(cur, tenant_id, run_id)
 
 
+class RunGate:
+    """Per run: the step batches in flight. A finish waits for them to commit and holds
+    new ones back until it is done, so no batch lands after the finish (in this process:
+    the embedded deployment has one API process)."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._active: dict[tuple[int, str], int] = {}
+        self._closing: set[tuple[int, str]] = set()
+
+    @asynccontextmanager
+    async def step(self, key: tuple[int, str]) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: key not in self._closing)
+            self._active[key] = self._active.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                left = self._active.pop(key) - 1
+                if left:
+                    self._active[key] = left
+                self._cond.notify_all()
+
+    @asynccontextmanager
+    async def finish(self, key: tuple[int, str]) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: key not in self._closing)
+            self._closing.add(key)
+            await self._cond.wait_for(lambda: not self._active.get(key))
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._closing.discard(key)
+                self._cond.notify_all()
+
+
+def _gate(request: Request) -> RunGate:
+    """The app's gate (made on first use, inside the app's event loop)."""
+    gate: RunGate | None = getattr(request.app.state, "run_gate", None)
+    if gate is None:
+        gate = request.app.state.run_gate = RunGate()
+    return gate
+
+
 # -- writes -------------------------------------------------------------------------------
 
 
@@ -214,22 +262,23 @@ async def post_steps(
 ) -> JSONResponse:
     """A batch of steps; answered once durable. A repeated t replaces the earlier step."""
     body = await read_body(request, services.settings.max_body_bytes)
-    record = await anyio.to_thread.run_sync(_get_run, services.store, principal.tenant_id, run)
-    _own_device(principal, record.device)
-    if record.finished and not _committed_retry(services, principal, idempotency_key):
-        raise Conflict(f"run {run!r} ended as {record.status!r}; it takes no more steps")
-    params = contract.step_params(
-        record.id,
-        record.model or "custom",
-        record.device,
-        record.origin_us,
-        record.tick_us,
-        int(record.params.get("population", 0)),
-    )
-    result = await services.pipeline.ingest(
-        principal, contract.PROTOCOL, body, params=params, idempotency_key=idempotency_key
-    )
-    steps = await anyio.to_thread.run_sync(_note_steps, services.store, record)
+    async with _gate(request).step((principal.tenant_id, run)):
+        record = await anyio.to_thread.run_sync(_get_run, services.store, principal.tenant_id, run)
+        _own_device(principal, record.device)
+        if record.finished and not _committed_retry(services, principal, idempotency_key):
+            raise Conflict(f"run {run!r} ended as {record.status!r}; it takes no more steps")
+        params = contract.step_params(
+            record.id,
+            record.model or "custom",
+            record.device,
+            record.origin_us,
+            record.tick_us,
+            int(record.params.get("population", 0)),
+        )
+        result = await services.pipeline.ingest(
+            principal, contract.PROTOCOL, body, params=params, idempotency_key=idempotency_key
+        )
+        steps = await anyio.to_thread.run_sync(_note_steps, services.store, record)
     answer = {**result.body, "run": record.id, "steps": steps}
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONResponse(answer, status_code=202, headers=headers)
@@ -264,18 +313,19 @@ async def finish_run(
     body = await read_body(request, services.settings.max_body_bytes)
     now = _now_us()
     done = contract.finish(body, now, _max_future(services, now))
-    record = await anyio.to_thread.run_sync(_get_run, services.store, principal.tenant_id, run)
-    _own_device(principal, record.device)
-    await anyio.to_thread.run_sync(_note_steps, services.store, record)
-    finished, _ = await anyio.to_thread.run_sync(
-        run_store.finish,
-        services.store,
-        principal.tenant_id,
-        run,
-        done.status,
-        done.message,
-        done.finished_us,
-    )
+    async with _gate(request).finish((principal.tenant_id, run)):
+        record = await anyio.to_thread.run_sync(_get_run, services.store, principal.tenant_id, run)
+        _own_device(principal, record.device)
+        await anyio.to_thread.run_sync(_note_steps, services.store, record)
+        finished, _ = await anyio.to_thread.run_sync(
+            run_store.finish,
+            services.store,
+            principal.tenant_id,
+            run,
+            done.status,
+            done.message,
+            done.finished_us,
+        )
     return JSONResponse(run_reads.run_dict(finished))
 
 
