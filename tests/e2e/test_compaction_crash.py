@@ -46,6 +46,7 @@ while True:
         compact_partition(store, part, datetime(2024, 4, 1), chunk_rows=100_000)
     else:
         export_partition(store, cold_dir, part, datetime(2024, 4, 1))
+    print("rewritten", flush=True)
     with store.transaction() as con:  # dirty again, so the next loop rewrites it again
         con.execute("UPDATE partitions SET dirty = true")
 """
@@ -87,7 +88,11 @@ def snapshot(store: EmbeddedStore) -> tuple[int, float, int]:
     return int(row[0]), float(row[1]), int(row[2])
 
 
-def kill_at_random(db: Path, cold_dir: Path, mode: str, rng: random.Random) -> None:
+def kill_at_random(
+    db: Path, cold_dir: Path, mode: str, rng: random.Random, after_rewrite: bool = False
+) -> None:
+    """SIGKILL the compacting child at a random moment; with `after_rewrite`, a random
+    moment after its first committed rewrite (however long a loaded machine takes)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(db), str(cold_dir), mode],
@@ -98,6 +103,10 @@ def kill_at_random(db: Path, cold_dir: Path, mode: str, rng: random.Random) -> N
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == b"ready"
+        while after_rewrite:  # log lines come on stdout too
+            line = child.stdout.readline()
+            assert line, "the compacting child died by itself"
+            after_rewrite = line.strip() != b"rewritten"
         time.sleep(rng.uniform(0.0, 1.2))  # the moment of the crash, not a wait for a state
         assert child.poll() is None, "the compacting child died by itself"
     finally:
@@ -135,8 +144,10 @@ def test_kill_9_during_rewrite_loses_and_duplicates_nothing(tmp_path: Path, mode
     assert expected[0] == expected[2]
     store.close()
     rewritten = 0
-    for _ in range(5 if mode == "compact" else 4):
-        kill_at_random(db, cold_dir, mode, rng)
+    rounds = 5 if mode == "compact" else 4
+    for round_ in range(rounds):
+        # the last kill always comes after a committed rewrite, even on a slow machine
+        kill_at_random(db, cold_dir, mode, rng, after_rewrite=round_ == rounds - 1)
         store = EmbeddedStore(db)
         try:
             cold.reconcile(store, cold_dir)
