@@ -434,7 +434,7 @@ def stats_device_create(w: World) -> None:
 
 
 def stats_device(w: World) -> None:
-    status, text = _get(w, f"/devices/{_stats_a(w)['device']}")
+    status, _text = _get(w, f"/devices/{_stats_a(w)['device']}")
     assert status == 404
 
 
