@@ -40,14 +40,12 @@ class Board:
         temp = self.base_temp + 2.5 * math.sin(day + self.phase) + rng.gauss(0, 0.15)
         humidity = 45 - 8 * math.sin(day + self.phase) + rng.gauss(0, 0.8)
         self.battery = max(3.3, self.battery - rng.uniform(0, 0.00005))
-        return {
+        return {  # the temperature/v1 device contract (docs/contracts/temperature-v1.md)
+            "schema": "temperature/v1",
             "device": self.name,
-            "tags": {"board": "esp32", "site": "home"},
-            "metrics": {
-                "temperature": {"value": round(temp, 2), "unit": "°C"},
-                "humidity": {"value": round(min(100.0, max(0.0, humidity)), 1), "unit": "%"},
-                "battery": {"value": round(self.battery, 3), "unit": "V"},
-            },
+            "temperature": round(temp, 2),
+            "humidity": round(min(100.0, max(0.0, humidity)), 1),
+            "battery": round(self.battery, 3),
         }
 
 
@@ -239,7 +237,7 @@ async def _run(
                 outcome = "posts"
                 try:
                     await client.post(
-                        "/v1/ingest",
+                        "/v1/contracts/temperature",
                         json=board.reading(time.time(), rng),
                         headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
                     )

@@ -49,6 +49,9 @@ def test_demo_boards_report_and_the_sir_run_is_stored(server_factory: ServerFact
         summary = client.get(f"/v1/runs/{runs[0]['id']}/summary").json()["epidemic"]
         assert abs(summary["r0_parameters"] - 3.0) < 1e-9
         assert abs(summary["r0_estimate"] - 3.0) < 0.3
+        # the boards speak the temperature/v1 contract, so the temperature view lists them
+        temps = client.get("/v1/temperature/summary").json()["devices"]
+        assert sorted(d["device"] for d in temps) == sorted(BOARDS)
         before = latest(client, "esp32-02")
         while (after := latest(client, "esp32-02")) == before:  # the readings move on
             assert time.monotonic() - started < 10, "esp32-02 reported nothing new"
