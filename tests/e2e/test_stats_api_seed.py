@@ -88,7 +88,8 @@ def test_the_seed_examples_work_verbatim_against_the_demo(server_factory: Server
     status, ok = run(post_stats, demo.url, device_id)
     assert (status, ok) == (200, {"status": "ok"})
     status, task = run(analytics, demo.url, device_id)
-    assert status == 202 and task["state"] == "PENDING", task
+    # the task's state when answered: PENDING, unless a free worker already took it
+    assert status == 202 and task["state"] in {"PENDING", "STARTED", "SUCCESS"}, task
 
     done = poll(demo.url, task["task_id"])
     assert done["state"] == "SUCCESS" and done["progress"] == 1

@@ -142,7 +142,8 @@ def test_stats_are_stored_and_analysed(client: TestClient) -> None:
         headers=ADMIN,
     )
     assert started.status_code == 202
-    assert started.json()["state"] == "PENDING" and started.json()["kind"] == "device_analytics"
+    assert started.json()["state"] in {"PENDING", "STARTED", "SUCCESS"}  # a worker may be quick
+    assert started.json()["kind"] == "device_analytics"
     done = finished(client, started.json()["task_id"])
     assert done["state"] == "SUCCESS" and done["progress"] == 1 and done["error"] is None
     result = done["result"]

@@ -267,8 +267,9 @@ def start_analytics(
     ] = None,
 ) -> TaskStatus:
     """Start an analysis of the device's fields over [start, end]: min, max, sum, median,
-    count, mean and stddev per field. Answers 202 with the task (PENDING); poll
-    `GET /tasks/{task_id}` for its state, progress and result."""
+    count, mean and stddev per field. Answers 202 with the task as it is then (PENDING,
+    or already STARTED/SUCCESS when a worker was free); poll `GET /tasks/{task_id}` for
+    its state, progress and result."""
     device = str(device_id)
     errors: list[FieldError] = []
     from_us, to_us = MIN_US, MAX_US + 1
