@@ -51,6 +51,7 @@ from .listeners import build_listeners
 from .logs import configure as configure_logs
 from .services import Services
 from .storage.cold_objects import ColdObjects
+from .ui import router as ui
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +74,7 @@ ROUTERS = (
     live,
     stats_api,
     tasks,
+    ui,
 )
 
 

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..errors import Forbidden
 from ..model import Principal, Role
 from ..services import Services
+from ..ui.sessions import CSRF_HEADER, SAFE_METHODS, session_of
 
 
 async def get_services(request: Request) -> Services:
@@ -30,8 +32,23 @@ def presented_key(request: Request) -> str | None:
 
 
 def principal_of(request: Request, services: Services) -> Principal:
-    """The caller, from its key (cached, so this rarely touches the store)."""
-    principal = services.auth.authenticate(presented_key(request))
+    """The caller, from its key (cached, so this rarely touches the store), or else from
+    the dashboard's session cookie (with its CSRF token when the request changes state)."""
+    key = presented_key(request)
+    session = session_of(request) if key is None else None
+    if session is not None:
+        if request.method not in SAFE_METHODS and not session.csrf_ok(
+            request.headers.get(CSRF_HEADER)
+        ):
+            raise Forbidden(
+                "a request that changes state with the session cookie needs the session's "
+                "CSRF token in the X-CSRF-Token header"
+            )
+        if session.principal is not None:
+            request.state.principal = session.principal
+            return session.principal
+        key = session.key
+    principal = services.auth.authenticate(key)
     if principal.system and (name := request.headers.get("x-tenant")):
         tenant = services.auth.tenant(name)
         principal = Principal(tenant.id, tenant.name, Role.ADMIN, system=True)

@@ -1,0 +1,199 @@
+"""Routes of the dashboard: pages, sign-in and sign-out, static files."""
+
+from __future__ import annotations
+
+import html
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from ..errors import Forbidden, ServiceError, Unauthorized
+from ..model import Role
+from ..services import Services
+from .sessions import COOKIE, TTL_S, Session, session_of, sessions_of
+
+router = APIRouter(include_in_schema=False)
+
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+MAX_FORM_BYTES = 16 * 1024
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _ui_dir() -> Path:
+    return Path(str(resources.files("stats_service").joinpath("ui")))
+
+
+@cache
+def _page(name: str) -> str:
+    return (_ui_dir() / "pages" / name).read_text(encoding="utf-8")
+
+
+def _plotly_js() -> Path | None:
+    try:
+        path = Path(str(resources.files("plotly").joinpath("package_data/plotly.min.js")))
+    except ModuleNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _set_cookie(request: Request, response: Response, session: Session) -> None:
+    response.set_cookie(
+        COOKIE,
+        session.id,
+        max_age=TTL_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path of the dashboard: never another site."""
+    if value and value.startswith("/ui/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/ui/"
+
+
+def _page_response(request: Request, name: str) -> Response:
+    """A page for a caller with a session; one is opened without sign-in when the tenant
+    allows anonymous reads; else the sign-in form."""
+    if session_of(request) is not None:
+        return HTMLResponse(_page(name), headers=NO_STORE)
+    anonymous = _services(request).auth.anonymous(None, Role.READ)
+    if anonymous is None:
+        target = "/ui/login?next=" + quote(request.url.path)
+        return RedirectResponse(target, status_code=303)
+    session = sessions_of(request).create(principal=anonymous)
+    response = HTMLResponse(_page(name), headers=NO_STORE)
+    _set_cookie(request, response, session)
+    return response
+
+
+@router.get("/")
+async def root() -> Response:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+@router.get("/ui")
+async def ui_root() -> Response:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+@router.get("/ui/")
+async def overview(request: Request) -> Response:
+    return _page_response(request, "overview.html")
+
+
+@router.get("/ui/devices/{name:path}")
+async def device_page(request: Request, name: str) -> Response:
+    return _page_response(request, "device.html")
+
+
+def _login_form(message: str = "", next_path: str = "/ui/", status: int = 200) -> Response:
+    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+    body = _page("login.html").replace("{{error}}", error)
+    body = body.replace("{{next}}", html.escape(next_path, quote=True))
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
+
+
+@router.get("/ui/login")
+async def login_form(request: Request) -> Response:
+    return _login_form(next_path=_safe_next(request.query_params.get("next")))
+
+
+@router.post("/ui/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    next_path = _safe_next(form.get("next"))
+    key = (form.get("key") or "").strip()
+    if not key:
+        return _login_form("Enter an API key.", next_path, 400)
+    auth = _services(request).auth
+    try:
+        principal = auth.authenticate(key)
+        auth.require(principal, Role.READ)
+    except (Unauthorized, Forbidden) as exc:
+        return _login_form(f"Sign-in refused: {exc}", next_path, 401)
+    store = sessions_of(request)
+    store.drop(request.cookies.get(COOKIE))
+    session = store.create(key=key)
+    response = RedirectResponse(next_path, status_code=303)
+    _set_cookie(request, response, session)
+    return response
+
+
+@router.post("/ui/logout")
+async def logout(request: Request) -> Response:
+    session = session_of(request)
+    if session is not None:
+        form = await _form(request)
+        presented = request.headers.get("x-csrf-token") or form.get("csrf")
+        if not session.csrf_ok(presented):
+            raise Forbidden("sign-out needs the session's CSRF token")
+        sessions_of(request).drop(session.id)
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/ui/session")
+async def session_info(request: Request) -> Response:
+    """Who the page is signed in as, and the CSRF token its scripts send."""
+    session = session_of(request)
+    if session is None:
+        raise Unauthorized("not signed in: open /ui/login")
+    principal = session.principal
+    if principal is None:
+        try:
+            principal = _services(request).auth.authenticate(session.key)
+        except ServiceError:
+            sessions_of(request).drop(session.id)
+            raise
+    body: dict[str, Any] = {
+        "tenant": principal.tenant,
+        "role": principal.role.value,
+        "anonymous": session.principal is not None,
+        "csrf": session.csrf,
+    }
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get("/ui/static/{name}")
+async def static(name: str) -> Response:
+    headers = {"Cache-Control": "public, max-age=3600"}
+    if name == "plotly.min.js":
+        path = _plotly_js()
+        if path is None:
+            return Response("plotly is not installed", status_code=404)
+        return FileResponse(path, media_type=STATIC_TYPES[".js"], headers=headers)
+    path = _ui_dir() / "static" / name
+    kind = STATIC_TYPES.get(path.suffix)
+    if kind is None or "/" in name or name.startswith(".") or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type=kind, headers=headers)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return {}
+    return {k: v[0] for k, v in parsed.items() if v}

@@ -1,0 +1,73 @@
+// Shared by the dashboard's pages: API calls with the session cookie, formatting.
+let csrf = "";
+
+export class SignedOut extends Error {}
+
+export async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  const method = (options.method || "GET").toUpperCase();
+  if (!["GET", "HEAD", "OPTIONS"].includes(method)) headers["X-CSRF-Token"] = csrf;
+  const answer = await fetch(path, { ...options, method, headers, credentials: "same-origin" });
+  if (answer.status === 401) {
+    location.assign("/ui/login?next=" + encodeURIComponent(location.pathname));
+    throw new SignedOut("signed out");
+  }
+  const body = await answer.json().catch(() => null);
+  if (!answer.ok) {
+    const detail = body && (body.detail || body.title);
+    throw new Error(`${answer.status} ${detail || answer.statusText}`);
+  }
+  return body;
+}
+
+export async function startSession() {
+  const session = await api("/ui/session");
+  csrf = session.csrf;
+  const who = document.getElementById("who");
+  if (who) who.textContent = session.anonymous ? `${session.tenant} (anonymous read)` : `${session.tenant} · ${session.role}`;
+  const form = document.getElementById("logout");
+  if (form && !session.anonymous) {
+    form.elements.csrf.value = csrf;
+    form.hidden = false;
+  }
+  return session;
+}
+
+export function showError(error) {
+  if (error instanceof SignedOut) return;
+  const box = document.getElementById("error");
+  box.textContent = String(error.message || error);
+  box.hidden = false;
+}
+
+export function formatValue(value, unit) {
+  if (value === null || value === undefined) return "–";
+  const abs = Math.abs(value);
+  const text = abs !== 0 && (abs >= 1e6 || abs < 1e-3) ? value.toExponential(3) : String(+value.toFixed(3));
+  return unit ? `${text} ${unit}` : text;
+}
+
+export function ago(iso, now = Date.now()) {
+  if (!iso) return "never";
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+// Bucket sizes the charts may ask for, in seconds, with the API's spelling.
+const NICE = [
+  [1, "1s"], [2, "2s"], [5, "5s"], [10, "10s"], [15, "15s"], [30, "30s"],
+  [60, "1m"], [120, "2m"], [300, "5m"], [600, "10m"], [900, "15m"], [1800, "30m"],
+  [3600, "1h"], [7200, "2h"], [10800, "3h"], [21600, "6h"], [43200, "12h"],
+  [86400, "1d"], [172800, "2d"], [604800, "7d"],
+];
+
+// The smallest nice bucket that gives at most one point per pixel.
+export function niceBucket(rangeSeconds, widthPixels) {
+  const raw = rangeSeconds / Math.max(1, Math.floor(widthPixels));
+  for (const [seconds, label] of NICE) if (seconds >= raw) return { seconds, label };
+  const days = Math.ceil(raw / 86400);
+  return { seconds: days * 86400, label: `${days}d` };
+}
