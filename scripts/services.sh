@@ -144,6 +144,7 @@ ensure_mosquitto
 ensure_program prometheus prometheus # tests/e2e/test_prometheus_peer.py runs its own
 ensure_program openssl openssl       # the MQTT TLS test makes its own certificates
 ensure_program mosquitto_passwd mosquitto # ... and its own password file
+ensure_program chromium chromium          # tests/e2e/test_dashboard_browser.py (headless)
 
 if ((${#started[@]} > 0)); then
     log "started: ${started[*]}"

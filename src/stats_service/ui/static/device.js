@@ -5,6 +5,7 @@ import { api, formatValue, niceBucket, showError, startSession } from "./common.
 const device = decodeURIComponent(location.pathname.replace(/^\/ui\/devices\//, ""));
 const state = { range: 3600, from: null, to: null, fn: "mean" };
 let series = [];
+let drawing = 0; // the latest draw wins: an older answer arriving late is dropped
 
 function timeRange() {
   if (state.range === "custom") return { from: state.from, to: state.to };
@@ -35,11 +36,15 @@ function traces(group, fn) {
       x, y: group.max, name: "max", mode: "lines", line: band, fill: "tonexty",
       fillcolor: "rgba(37, 99, 235, 0.15)", showlegend: false, hovertemplate: hover("max"),
     },
-    { x, y: group[fn], name: fn, mode: "lines", line: { color: "#2563eb", width: 1.8 }, hovertemplate: hover(fn) },
+    {
+      x, y: group[fn], name: fn, mode: x.length <= 60 ? "lines+markers" : "lines", // few points: visible
+      line: { color: "#2563eb", width: 1.8 }, marker: { size: 4 }, hovertemplate: hover(fn),
+    },
   ];
 }
 
 async function draw() {
+  const mine = ++drawing;
   const { from, to } = timeRange();
   if (!(from < to)) throw new Error("the start of the range must come before its end");
   const plots = [...document.querySelectorAll(".plot")];
@@ -53,6 +58,7 @@ async function draw() {
     fn: fns, group_by: "series", limit: "1000",
   });
   const answer = await api("/v1/aggregate?" + params);
+  if (mine !== drawing) return;
   document.getElementById("bucket").textContent = `bucket ${bucket.label} (≤ ${Math.ceil((to - from) / 1000 / bucket.seconds)} points)`;
   const groups = new Map(answer.groups.map((g) => [g.series_id, g]));
   for (const plot of plots) {

@@ -3,6 +3,7 @@ import { ago, api, formatValue, showError, startSession } from "./common.js";
 
 const ONLINE_S = 120; // a device seen within this many seconds is online
 const SPARK_BUCKET = "1m"; // 60 points for the last hour, bucketed by the server
+const SPARK_DEVICES = 50; // devices per sparkline request
 let devices = [];
 
 function sparkline(values) {
@@ -78,20 +79,37 @@ function render() {
 }
 
 async function load() {
-  const [listed, latest, spark] = await Promise.all([
+  const [listed, latest] = await Promise.all([
     api("/v1/devices?limit=1000"),
     api("/v1/latest?limit=10000"),
-    api(`/v1/aggregate?from=now-1h&to=now&bucket=${SPARK_BUCKET}&fn=mean&group_by=series&limit=1000`),
   ]);
-  const sparks = new Map(spark.groups.map((g) => [g.series_id, g.mean]));
+  // the sparklines: the devices' series in a few requests (a selection is required)
+  const names = listed.items.map((d) => d.name);
+  const chunks = [];
+  for (let i = 0; i < names.length; i += SPARK_DEVICES) chunks.push(names.slice(i, i + SPARK_DEVICES));
+  const sparkPages = await Promise.all(
+    chunks.map((chunk) => {
+      const params = new URLSearchParams({
+        device: chunk.join(","), from: "now-1h", to: "now", bucket: SPARK_BUCKET,
+        fn: "mean", group_by: "series", limit: "1000",
+      });
+      return api("/v1/aggregate?" + params);
+    }),
+  );
+  const sparks = new Map(sparkPages.flatMap((page) => page.groups.map((g) => [g.series_id, g.mean])));
   const byDevice = new Map();
   for (const item of latest.items) {
-    if (!byDevice.has(item.device)) byDevice.set(item.device, []);
-    byDevice.get(item.device).push({ ...item, spark: sparks.get(item.series_id) || [] });
+    // one value per metric: a metric with several series (tags) shows its latest one
+    if (!byDevice.has(item.device)) byDevice.set(item.device, new Map());
+    const metrics = byDevice.get(item.device);
+    const seen = metrics.get(item.metric);
+    if (!seen || (item.t || "") > (seen.t || "")) {
+      metrics.set(item.metric, { ...item, spark: sparks.get(item.series_id) || [] });
+    }
   }
   devices = listed.items.map((d) => ({
     ...d,
-    series: (byDevice.get(d.name) || []).sort((a, b) => a.metric.localeCompare(b.metric)),
+    series: [...(byDevice.get(d.name) || new Map()).values()].sort((a, b) => a.metric.localeCompare(b.metric)),
   }));
   document.getElementById("loading").hidden = true;
   const empty = devices.length === 0;

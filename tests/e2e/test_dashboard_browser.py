@@ -1,0 +1,90 @@
+"""The dashboard in a real headless browser (Debian's chromium, driven by Playwright)
+against a real `stats-service demo`: sign-in, the overview of the demo boards, a device
+page whose charts hold data; no console errors; screenshots saved."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import ConsoleMessage, Page, Response, sync_playwright
+
+from .conftest import ServerFactory
+from .harness import ADMIN_KEY
+
+pytestmark = [pytest.mark.e2e]
+CHROMIUM = Path(os.environ.get("STATS_TEST_CHROMIUM", "/usr/bin/chromium"))
+BOARDS = ("esp32-01", "esp32-02", "esp32-03")
+WAIT_MS = 20_000
+
+
+def test_sign_in_overview_and_device_charts(server_factory: ServerFactory, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():  # a failure, never a skip: scripts/services.sh installs it
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install -y chromium")
+    demo = server_factory(command="demo").start()
+    problems: list[str] = []
+    aggregates: list[tuple[str, Any]] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    def on_response(response: Response) -> None:
+        if "/v1/aggregate" in response.url and response.ok:
+            aggregates.append((response.url, response.json()))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page: Page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("response", on_response)
+
+            page.goto(f"{demo.url}/ui/login")
+            page.fill("#key", ADMIN_KEY)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/ui/$"))
+            for board in BOARDS:
+                page.wait_for_selector(f'tr[data-device="{board}"]', timeout=WAIT_MS)
+            assert page.text_content("#who") == "default · admin"
+            row = page.locator('tr[data-device="esp32-01"]')
+            assert "online" in row.inner_text() and "°C" in row.inner_text()
+            page.fill("#search", "esp32-02")
+            assert page.locator("#devices tbody tr").count() == 1
+            page.fill("#search", "")
+            page.screenshot(path=tmp_path / "overview.png", full_page=True)
+
+            page.click('a[href="/ui/devices/esp32-01"]')
+            page.wait_for_url(re.compile(r"/ui/devices/esp32-01$"))
+            chart = '.plot[data-metric="temperature"]'
+            page.wait_for_selector(f"{chart}[data-points]", timeout=WAIT_MS)
+            assert int(page.get_attribute(chart, "data-points") or 0) > 0
+            assert page.locator(f"{chart} .scatterlayer path.js-line").count() >= 1
+            assert "°C" in (page.text_content(f"{chart} .g-ytitle") or "")
+            page.screenshot(path=tmp_path / "device.png", full_page=True)
+
+            aggregates.clear()
+            page.select_option("#fn", "p95")
+            page.wait_for_function("document.querySelector('#bucket').textContent !== ''")
+            page.click('#presets button[data-range="86400"]')
+            page.wait_for_function(
+                "document.querySelector('#bucket').textContent.startsWith('bucket 2m')"
+            )
+            page.screenshot(path=tmp_path / "device-24h.png", full_page=True)
+            width = page.evaluate("document.querySelector('.plot').clientWidth")
+        finally:
+            browser.close()
+
+    assert problems == []
+    assert aggregates, "the device page asked for no aggregates"
+    for url, body in aggregates:
+        assert "p95" in body["functions"], url
+        for group in body["groups"]:
+            assert len(group["t"]) <= width, url
+    assert (tmp_path / "overview.png").stat().st_size > 10_000
