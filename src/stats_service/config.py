@@ -25,6 +25,13 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s\"'<>]+$",
+        description="Base URL at which clients reach the API (e.g. https://stats.example.org); "
+        "the dashboard calls the API there and shows it in its examples. Default: the "
+        "address the dashboard was loaded from.",
+    )
     data_dir: Path = Field(
         Path("./data"),
         description="Directory holding the embedded database, the raw archive and run files.",

@@ -69,17 +69,23 @@ def _safe_next(value: str | None) -> str:
     return "/ui/"
 
 
+def _page_html(request: Request, name: str) -> str:
+    """The page with the API's base URL (STATS_PUBLIC_URL; empty: this origin)."""
+    base = (_services(request).settings.public_url or "").rstrip("/")
+    return _page(name).replace("{{api_base}}", html.escape(base, quote=True))
+
+
 def _page_response(request: Request, name: str) -> Response:
     """A page for a caller with a session; one is opened without sign-in when the tenant
     allows anonymous reads; else the sign-in form."""
     if session_of(request) is not None:
-        return HTMLResponse(_page(name), headers=NO_STORE)
+        return HTMLResponse(_page_html(request, name), headers=NO_STORE)
     anonymous = _services(request).auth.anonymous(None, Role.READ)
     if anonymous is None:
         target = "/ui/login?next=" + quote(request.url.path)
         return RedirectResponse(target, status_code=303)
     session = sessions_of(request).create(principal=anonymous)
-    response = HTMLResponse(_page(name), headers=NO_STORE)
+    response = HTMLResponse(_page_html(request, name), headers=NO_STORE)
     _set_cookie(request, response, session)
     return response
 

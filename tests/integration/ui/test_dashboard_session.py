@@ -3,9 +3,14 @@ against the real app and DuckDB file."""
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+from pathlib import Path
 
-from conftest import ADMIN_KEY, new_key
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from conftest import ADMIN_KEY, make_settings, new_key
+from stats_service.app import create_app
 from stats_service.ui.sessions import COOKIE
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -126,3 +131,19 @@ def test_static_files_and_the_bundled_plotly(client: TestClient) -> None:
     for missing in ("nope.js", "..%2Fsessions.py", ".hidden.js", "sessions.py"):
         assert client.get(f"/ui/static/{missing}").status_code == 404
     assert "/ui/" not in str(client.get("/openapi.json").json()["paths"])
+
+
+def test_the_public_url_is_the_pages_api_base(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, public_url="https://stats.example.org/")
+    with TestClient(create_app(settings)) as client:
+        sign_in(client)
+        page = client.get("/ui/").text
+        assert '<meta name="stats-api-base" content="https://stats.example.org">' in page
+    with pytest.raises(ValidationError):
+        make_settings(tmp_path, public_url='javascript:alert("x")')
+
+
+def test_without_a_public_url_the_pages_use_their_own_origin(client: TestClient) -> None:
+    sign_in(client)
+    page = client.get("/ui/devices/esp32-01").text
+    assert '<meta name="stats-api-base" content="">' in page

@@ -3,11 +3,17 @@ let csrf = "";
 
 export class SignedOut extends Error {}
 
+// The API's base URL (STATS_PUBLIC_URL), or this page's origin.
+export const apiBase = document.querySelector('meta[name="stats-api-base"]')?.content || location.origin;
+
 export async function api(path, options = {}) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
   const method = (options.method || "GET").toUpperCase();
   if (!["GET", "HEAD", "OPTIONS"].includes(method)) headers["X-CSRF-Token"] = csrf;
-  const answer = await fetch(path, { ...options, method, headers, credentials: "same-origin" });
+  // the dashboard's own routes (/ui/...) are on this origin; the API may be elsewhere
+  const url = path.startsWith("/v1/") ? apiBase + path : path;
+  const credentials = url.startsWith(location.origin) || url.startsWith("/") ? "same-origin" : "include";
+  const answer = await fetch(url, { ...options, method, headers, credentials });
   if (answer.status === 401) {
     location.assign("/ui/login?next=" + encodeURIComponent(location.pathname));
     throw new SignedOut("signed out");

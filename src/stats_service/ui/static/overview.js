@@ -1,5 +1,5 @@
 // Overview: every device with its status, last values, a sparkline of the last hour.
-import { ago, api, formatValue, showError, startSession } from "./common.js";
+import { ago, api, apiBase, formatValue, showError, startSession } from "./common.js";
 
 const ONLINE_S = 120; // a device seen within this many seconds is online
 const SPARK_BUCKET = "1m"; // 60 points for the last hour, bucketed by the server
@@ -117,7 +117,7 @@ async function load() {
   document.getElementById("empty").hidden = !empty;
   if (empty) {
     const curl =
-      `curl -X POST ${location.origin}/v1/ingest -H "X-API-Key: $KEY" \\\n` +
+      `curl -X POST ${apiBase}/v1/ingest -H "X-API-Key: $KEY" \\\n` +
       `  -d '{"device": "esp32-kitchen", "metrics": {"temperature": 21.5, "humidity": 48}}'`;
     document.getElementById("curl").textContent = curl;
   }
