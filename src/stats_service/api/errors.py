@@ -38,7 +38,20 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
+def service_problem(path: str, exc: ServiceError) -> JSONResponse:
+    """The problem details answer of a ServiceError raised while serving `path`."""
+    headers = None
+    if isinstance(exc, Overloaded | Unavailable):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="stats-service"'}
+    return problem(
+        exc.status, exc.title, exc.detail, instance=path, errors=exc.errors, headers=headers
+    )
+
+
+def loc(parts: tuple[Any, ...] | list[Any]) -> str:
+    """A pydantic error location as the dotted path of problem details (`body.points[3].ts`)."""
     out = ""
     for part in parts:
         if isinstance(part, int):
@@ -51,19 +64,11 @@ def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, Overloaded | Unavailable):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if exc.status == 401:
-            headers = {"WWW-Authenticate": 'Bearer realm="stats-service"'}
-        return problem(
-            exc.status, exc.title, exc.detail,
-            instance=request.url.path, errors=exc.errors, headers=headers,
-        )
+        return service_problem(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(_loc(e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()]
+        errors = [FieldError(loc(e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()]
         detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
         return problem(400, "Invalid request", detail, instance=request.url.path, errors=errors)
 

@@ -22,6 +22,7 @@ from ..errors import FieldError, ServiceError, Unauthorized
 from ..model import Principal, Role
 from ..services import Services
 from .deps import ServicesDep, presented_key, principal_of
+from .errors import loc
 from .problems import PROBLEM_RESPONSES, _problem
 
 
@@ -39,16 +40,6 @@ STATS_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 class StatsApiRoute(APIRoute):
     """Turns FastAPI's validation errors into 422 problem details."""
 
@@ -60,7 +51,7 @@ class StatsApiRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 errors = [
-                    FieldError(_loc(e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()
+                    FieldError(loc(e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()
                 ]
                 raise Unprocessable(errors) from None
 

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Overloaded, ServiceError, Unavailable
+from ..errors import ServiceError
 from ..model import Role
-from .errors import problem
+from .errors import service_problem
 from .routers.stats_api import router, store_reading
 from .stats_api_support import stats_caller
 
@@ -66,12 +66,4 @@ class StatsFastPath:
 
 def _problem(request: Request, exc: ServiceError) -> Response:
     """What api/errors.py answers for a ServiceError."""
-    headers = None
-    if isinstance(exc, Overloaded | Unavailable):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    if exc.status == 401:
-        headers = {"WWW-Authenticate": 'Bearer realm="stats-service"'}
-    return problem(
-        exc.status, exc.title, exc.detail,
-        instance=request.url.path, errors=exc.errors, headers=headers,
-    )  # fmt: skip
+    return service_problem(request.url.path, exc)
