@@ -197,8 +197,12 @@ def _parse_units(raw: Any, loc: str, b: BatchBuilder) -> dict[str, str]:
 
 
 def _timestamp(raw: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> int | None:
-    if raw is None:
-        return ctx.now_us
+    return ctx.now_us if raw is None else device_timestamp(raw, loc, b, ctx)
+
+
+def device_timestamp(raw: Any, loc: str, b: BatchBuilder, ctx: ParseContext) -> int | None:
+    """A device's timestamp (RFC 3339 or epoch in `ctx.precision`) in UTC microseconds, or
+    None with the error recorded at `loc` (unparseable, or too far in the future)."""
     try:
         ts = parse_timestamp(raw, ctx.precision)
     except TimestampError as exc:

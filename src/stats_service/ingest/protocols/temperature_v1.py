@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...model import DEVICE_TAG, Batch
-from ..timestamps import TimestampError, format_us, parse_timestamp
 from . import contract_version
 from .base import BatchBuilder, ParseContext
-from .json_v1 import DEVICE_MSG, DEVICE_RE, _fast_epoch, _loads
+from .json_v1 import DEVICE_MSG, DEVICE_RE, _fast_epoch, _loads, device_timestamp
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -164,19 +163,7 @@ def _timestamp(
     if isinstance(raw, bool):
         b.error(loc, "must be an RFC 3339 string or an epoch number")
         return None
-    try:
-        ts = parse_timestamp(raw, ctx.precision)
-    except TimestampError as exc:
-        b.error(loc, str(exc))
-        return None
-    if ts > ctx.max_future_us:
-        b.error(
-            loc,
-            f"{format_us(ts)} lies too far in the future (server time {format_us(ctx.now_us)}); "
-            "check the device clock",
-        )
-        return None
-    return ts
+    return device_timestamp(raw, loc, b, ctx)
 
 
 def _measurements(
