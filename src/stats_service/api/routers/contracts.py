@@ -26,7 +26,7 @@ from ..deps import IngestPrincipal, ReadPrincipal, ServicesDep
 from ..problems import PROBLEM_RESPONSES
 from ..read_models import READ_PROBLEMS
 from ..read_params import Cursor, To, json_response, now_us
-from .ingest import IngestAccepted, read_body
+from .ingest import IngestAccepted, accepted, read_body
 
 router = APIRouter(tags=["contracts"])
 
@@ -227,8 +227,7 @@ async def post_temperature(
     result = await services.pipeline.ingest(
         principal, "temperature", body, params=params, idempotency_key=idempotency_key
     )
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(result.body, status_code=202, headers=headers)
+    return accepted(result)
 
 
 class MetricSummary(BaseModel):

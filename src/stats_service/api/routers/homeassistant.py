@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from ..deps import IngestPrincipal, ServicesDep
-from .ingest import read_body
+from .ingest import accepted, read_body
 
 router = APIRouter(tags=["ingest"])
 
@@ -28,6 +28,4 @@ async def ingest_homeassistant(
     result = await services.pipeline.ingest(
         principal, "homeassistant", body, idempotency_key=idempotency_key
     )
-    content = {**result.body, "dropped": [e.as_dict() for e in result.dropped]}
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(content, status_code=202, headers=headers)
+    return accepted(result, {**result.body, "dropped": [e.as_dict() for e in result.dropped]})

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ...errors import PayloadTooLarge
+from ...ingest.pipeline import IngestResult
 from ..deps import IngestPrincipal, ServicesDep
 from ..problems import PROBLEM_RESPONSES
 
@@ -18,6 +19,12 @@ router = APIRouter(tags=["ingest"])
 class IngestAccepted(BaseModel):
     batch_id: str
     points: int
+
+
+def accepted(result: IngestResult, content: dict[str, Any] | None = None) -> JSONResponse:
+    """The 202 of an ingest endpoint (marked `Idempotent-Replayed` for an answered retry)."""
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return JSONResponse(result.body if content is None else content, 202, headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -67,5 +74,4 @@ async def ingest(
     result = await services.pipeline.ingest(
         principal, "json", body, params=params, idempotency_key=idempotency_key
     )
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(result.body, status_code=202, headers=headers)
+    return accepted(result)

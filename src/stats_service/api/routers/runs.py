@@ -34,7 +34,7 @@ from ..deps import IngestPrincipal, ReadPrincipal, ServicesDep
 from ..problems import PROBLEM_RESPONSES
 from ..read_models import READ_PROBLEMS
 from .export import EXPORTED
-from .ingest import read_body
+from .ingest import accepted, read_body
 
 router = APIRouter(tags=["runs"])
 RUN_NS = uuid.UUID("0b6f4a8e-3c2d-4f7a-9a51-6e2f1d8c4b73")
@@ -279,9 +279,7 @@ async def post_steps(
             principal, contract.PROTOCOL, body, params=params, idempotency_key=idempotency_key
         )
         steps = await anyio.to_thread.run_sync(_note_steps, services.store, record)
-    answer = {**result.body, "run": record.id, "steps": steps}
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(answer, status_code=202, headers=headers)
+    return accepted(result, {**result.body, "run": record.id, "steps": steps})
 
 
 def _committed_retry(services: Services, principal: Principal, key: str | None) -> bool:
