@@ -70,9 +70,11 @@ def _safe_next(value: str | None) -> str:
 
 
 def _page_html(request: Request, name: str) -> str:
-    """The page with the API's base URL (STATS_PUBLIC_URL; empty: this origin)."""
+    """The page with the shared header and the API's base URL (STATS_PUBLIC_URL; empty:
+    this origin)."""
     base = (_services(request).settings.public_url or "").rstrip("/")
-    return _page(name).replace("{{api_base}}", html.escape(base, quote=True))
+    page = _page(name).replace("{{header}}", _page("_header.html").rstrip("\n"))
+    return page.replace("{{api_base}}", html.escape(base, quote=True))
 
 
 def _page_response(request: Request, name: str) -> Response:
