@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,12 @@ def base_env(admin_key: str | None = ADMIN_KEY, **extra: str) -> dict[str, str]:
     return env
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class ServerProcess:
     """One `stats-service serve|demo` process at a time on a fixed data dir."""
 
@@ -59,7 +66,11 @@ class ServerProcess:
         self.data_dir = data_dir
         self.command = command
         self.admin_key = admin_key
-        self.extra_env = env or {}
+        self.extra_env = dict(env or {})
+        if command == "demo" and "STATS_STATSD_PORT" not in self.extra_env:
+            # the demo turns StatsD on at 8125 by default; demos started side by side by
+            # the test workers would race for that port
+            self.extra_env["STATS_STATSD_PORT"] = str(free_udp_port())
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.token = ""
