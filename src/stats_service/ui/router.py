@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..errors import Forbidden, ServiceError, Unauthorized
-from ..model import Role
+from ..model import Principal, Role
 from ..services import Services
 from .sessions import COOKIE, TTL_S, Session, session_of, sessions_of
 
@@ -77,11 +77,22 @@ def _page_html(request: Request, name: str) -> str:
     return page.replace("{{api_base}}", html.escape(base, quote=True))
 
 
-def _page_response(request: Request, name: str) -> Response:
+def _page_response(request: Request, name: str, role: Role = Role.READ) -> Response:
     """A page for a caller with a session; one is opened without sign-in when the tenant
-    allows anonymous reads; else the sign-in form."""
-    if session_of(request) is not None:
+    allows anonymous reads; else the sign-in form. A page that needs a higher role than
+    the session's answers 403 with a page that says so."""
+    session = session_of(request)
+    if session is not None:
+        if role is not Role.READ:
+            principal = _session_principal(request, session)
+            if principal is None:
+                return RedirectResponse("/ui/login?next=" + quote(request.url.path), 303)
+            if not principal.may(role):
+                return _forbidden_page(request, role)
         return HTMLResponse(_page_html(request, name), headers=NO_STORE)
+    if role is not Role.READ:
+        target = "/ui/login?next=" + quote(request.url.path)
+        return RedirectResponse(target, status_code=303)
     anonymous = _services(request).auth.anonymous(None, Role.READ)
     if anonymous is None:
         target = "/ui/login?next=" + quote(request.url.path)
@@ -90,6 +101,22 @@ def _page_response(request: Request, name: str) -> Response:
     response = HTMLResponse(_page_html(request, name), headers=NO_STORE)
     _set_cookie(request, response, session)
     return response
+
+
+def _session_principal(request: Request, session: Session) -> Principal | None:
+    """Who a session acts as; None (and the session dropped) when its key was revoked."""
+    if session.principal is not None:
+        return session.principal
+    try:
+        return _services(request).auth.authenticate(session.key)
+    except ServiceError:
+        sessions_of(request).drop(session.id)
+        return None
+
+
+def _forbidden_page(request: Request, role: Role) -> Response:
+    body = _page_html(request, "forbidden.html").replace("{{role}}", html.escape(role.value))
+    return HTMLResponse(body, status_code=403, headers=NO_STORE)
 
 
 @router.get("/")
@@ -110,6 +137,31 @@ async def overview(request: Request) -> Response:
 @router.get("/ui/devices/{name:path}")
 async def device_page(request: Request, name: str) -> Response:
     return _page_response(request, "device.html")
+
+
+@router.get("/ui/explore")
+async def explorer_page(request: Request) -> Response:
+    return _page_response(request, "explorer.html")
+
+
+@router.get("/ui/runs")
+async def runs_page(request: Request) -> Response:
+    return _page_response(request, "runs.html")
+
+
+@router.get("/ui/runs/compare")
+async def compare_page(request: Request) -> Response:
+    return _page_response(request, "compare.html")
+
+
+@router.get("/ui/runs/{run:path}")
+async def run_page(request: Request, run: str) -> Response:
+    return _page_response(request, "run.html")
+
+
+@router.get("/ui/admin")
+async def admin_page(request: Request) -> Response:
+    return _page_response(request, "admin.html", Role.ADMIN)
 
 
 def _login_form(message: str = "", next_path: str = "/ui/", status: int = 200) -> Response:

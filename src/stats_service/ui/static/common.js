@@ -36,7 +36,50 @@ export async function startSession() {
     form.elements.csrf.value = csrf;
     form.hidden = false;
   }
+  const admin = document.getElementById("nav-admin");
+  if (admin) admin.hidden = session.role !== "admin";
+  const here = location.pathname;
+  for (const link of document.querySelectorAll(".nav a")) {
+    const target = link.getAttribute("href");
+    const current = target === "/ui/" ? here === "/ui/" || here.startsWith("/ui/devices/") : here.startsWith(target);
+    if (current) link.setAttribute("aria-current", "page");
+  }
   return session;
+}
+
+// The CSRF token of the session (for forms and requests built by a page itself).
+export function csrfToken() {
+  return csrf;
+}
+
+// Colours of the current theme (CSS variables of dashboard.css) for charts.
+export function themeColors() {
+  const style = getComputedStyle(document.documentElement);
+  const read = (name) => style.getPropertyValue(name).trim();
+  return { fg: read("--fg"), muted: read("--muted"), line: read("--line"), card: read("--card"), accent: read("--accent") };
+}
+
+// A Plotly layout in the page's theme: transparent backgrounds, themed text and grid.
+export function themedLayout(layout) {
+  const c = themeColors();
+  const axis = (a) => ({ gridcolor: c.line, zerolinecolor: c.line, linecolor: c.line, ...(a || {}) });
+  const themed = {
+    ...layout,
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    font: { color: c.fg, ...(layout.font || {}) },
+    hoverlabel: { bgcolor: c.card, font: { color: c.fg }, ...(layout.hoverlabel || {}) },
+    legend: { font: { color: c.fg }, ...(layout.legend || {}) },
+  };
+  for (const key of Object.keys(themed)) if (/^[xy]axis\d*$/.test(key)) themed[key] = axis(themed[key]);
+  if (!themed.xaxis) themed.xaxis = axis();
+  if (!themed.yaxis) themed.yaxis = axis();
+  return themed;
+}
+
+// Run `redraw` when the theme changes (charts take their colours at draw time).
+export function onThemeChange(redraw) {
+  document.addEventListener("themechange", () => redraw());
 }
 
 export function showError(error) {
