@@ -23,6 +23,7 @@ from .api.middleware import RequestMetrics
 from .api.problems import Problem
 from .api.routers import (
     admin,
+    chart_annotations,
     contracts,
     devices,
     export,
@@ -74,6 +75,7 @@ ROUTERS = (
     live,
     stats_api,
     tasks,
+    chart_annotations,
     ui,
 )
 
