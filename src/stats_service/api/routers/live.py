@@ -1,8 +1,9 @@
 """WS /v1/live: new points pushed to a subscriber as they are committed (docs/live.md).
 
 One connection, one subscription: the selection comes from the query string, the key
-from `?key=`, the `X-API-Key` / `Authorization: Bearer` header, or a first message
-`{"type": "auth", "key": "..."}` within AUTH_TIMEOUT_S. Refusals are an
+from `?key=`, the `X-API-Key` / `Authorization: Bearer` header, the dashboard's session
+cookie (from this server's pages only), or a first message `{"type": "auth", "key":
+"..."}` within AUTH_TIMEOUT_S. Refusals are an
 `{"type": "error", ...}` message (problem details) and then a close code: 4400 bad
 parameter or message, 4401 no valid key, 4403 role not allowed, 1013 too many
 subscribers. A subscriber too slow for its feed is closed with 4008; one whose key is
@@ -15,8 +16,11 @@ that walks it does not reach this one: tests/e2e/test_live_feed.py checks its is
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import orjson
@@ -24,11 +28,12 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from ...errors import BadRequest, ServiceError, Unauthorized
+from ...errors import BadRequest, Forbidden, ServiceError, Unauthorized
 from ...live.hub import CLOSE_TOO_SLOW, LiveHub, Subscriber, TooManySubscribers
 from ...live.selection import Request, parse_request
 from ...model import Principal, Role
 from ...services import Services
+from ...ui.sessions import Session, session_of, sessions_of
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
@@ -40,6 +45,7 @@ CLOSE_CODES = {400: 4400, 401: 4401, 403: 4403}
 CLOSE_TRY_LATER = 1013
 CLOSE_INTERNAL = 1011
 REASON_MAX_BYTES = 123  # a close frame's reason is at most 123 bytes of UTF-8
+Recheck = Callable[[], object]  # raises Unauthorized once the caller may no longer listen
 
 
 class _Refused(Exception):
@@ -55,7 +61,7 @@ async def live(websocket: WebSocket) -> None:
     hub = services.live
     await websocket.accept()
     try:
-        subscriber, principal, keepalive, key = await _open(websocket, services)
+        subscriber, principal, keepalive, recheck = await _open(websocket, services)
     except _Refused as refused:
         hub.refused.labels(str(refused.code)).inc()
         await _refuse(websocket, refused)
@@ -64,7 +70,7 @@ async def live(websocket: WebSocket) -> None:
         return
     try:
         await _send(websocket, hub, _hello(principal, subscriber, keepalive))
-        revoked = await _serve(websocket, services, subscriber, keepalive, key)
+        revoked = await _serve(websocket, services, subscriber, keepalive, recheck)
         if revoked is not None:
             hub.dropped.labels("unauthorized").inc()
             await _refuse(websocket, _Refused(4401, _problem(401, "Unauthorized", revoked)))
@@ -76,12 +82,12 @@ async def live(websocket: WebSocket) -> None:
 
 async def _open(
     websocket: WebSocket, services: Services
-) -> tuple[Subscriber, Principal, float, str]:
+) -> tuple[Subscriber, Principal, float, Recheck]:
     """Parse, authenticate, subscribe; _Refused with a close code otherwise."""
     hub, settings = services.live, services.settings
     try:
         request = parse_request(websocket.query_params.multi_items())
-        principal, key = await _authenticate(websocket, services, request)
+        principal, recheck = await _authenticate(websocket, services, request)
         services.auth.require(principal, Role.READ)
         if not principal.system:
             services.usage.request(principal.tenant_id)
@@ -99,15 +105,21 @@ async def _open(
         raise _Refused(code, body) from None
     except TooManySubscribers as exc:
         raise _Refused(CLOSE_TRY_LATER, _problem(503, "Service unavailable", str(exc))) from None
-    return subscriber, principal, request.keepalive_s or settings.live_keepalive_s, key
+    return subscriber, principal, request.keepalive_s or settings.live_keepalive_s, recheck
 
 
 async def _authenticate(
     websocket: WebSocket, services: Services, request: Request
-) -> tuple[Principal, str]:
-    """The caller's principal. Like the rest of `/v1`, the live feed always needs a key
-    (a tenant's `anonymous_read` opens only the stats API routes)."""
-    key = request.key or _header_key(websocket) or await _first_message_key(websocket)
+) -> tuple[Principal, Recheck]:
+    """The caller's principal and how to check later that it still may listen. A key in
+    the URL or a header comes first; then the dashboard's session cookie (its pages only:
+    the Origin must be this server's); then a first `auth` message. A tenant's
+    `anonymous_read` alone opens nothing here: the dashboard's anonymous session does."""
+    key = request.key or _header_key(websocket)
+    if key is None and (session := session_of(websocket)) is not None:
+        _check_origin(websocket, services)
+        return await _session_principal(websocket, services, session)
+    key = key or await _first_message_key(websocket)
     if key is None:
         raise Unauthorized(
             "an API key is required: pass ?key=<key>, an X-API-Key header, or send "
@@ -117,7 +129,39 @@ async def _authenticate(
     if principal.system and (name := websocket.headers.get("x-tenant")):
         tenant = services.auth.tenant(name)
         principal = Principal(tenant.id, tenant.name, Role.ADMIN, system=True)
-    return principal, key
+    return principal, partial(services.auth.authenticate, key)
+
+
+async def _session_principal(
+    websocket: WebSocket, services: Services, session: Session
+) -> tuple[Principal, Recheck]:
+    sessions = sessions_of(websocket)
+
+    def recheck() -> object:
+        current = sessions.get(session.id)
+        if current is None:
+            raise Unauthorized("the dashboard session has ended (signed out or expired)")
+        return services.auth.authenticate(current.key) if current.principal is None else None
+
+    if session.principal is not None:
+        return session.principal, recheck
+    principal = await anyio.to_thread.run_sync(services.auth.authenticate, session.key)
+    return principal, recheck
+
+
+def _check_origin(websocket: WebSocket, services: Services) -> None:
+    """A cookie goes with any page's WebSocket: only this server's pages (or those at
+    STATS_PUBLIC_URL) may use it. Browsers always send Origin on a WebSocket."""
+    origin = websocket.headers.get("origin")
+    # hosts, not schemes: behind a proxy that ends TLS the page is https, the socket ws
+    allowed = {websocket.headers.get("host", "")}
+    if services.settings.public_url:
+        allowed.add(urlsplit(services.settings.public_url).netloc)
+    if origin is None or urlsplit(origin).netloc not in allowed:
+        raise Forbidden(
+            f"a session cookie opens the live feed only from this server's pages, not from "
+            f"origin {origin or '(none)'}; other clients pass an API key"
+        )
 
 
 def _header_key(websocket: WebSocket) -> str | None:
@@ -156,7 +200,11 @@ async def _first_message_key(websocket: WebSocket) -> str | None:
 
 
 async def _serve(
-    websocket: WebSocket, services: Services, subscriber: Subscriber, keepalive: float, key: str
+    websocket: WebSocket,
+    services: Services,
+    subscriber: Subscriber,
+    keepalive: float,
+    recheck: Recheck,
 ) -> str | None:
     """Send the subscriber's frames until the client leaves, the hub drops it, or its key
     is revoked (checked every KEY_RECHECK_S; returns why). A task group (not bare asyncio
@@ -189,7 +237,7 @@ async def _serve(
             while True:
                 await anyio.sleep(KEY_RECHECK_S)
                 try:
-                    await anyio.to_thread.run_sync(services.auth.authenticate, key)
+                    await anyio.to_thread.run_sync(recheck)
                 except Unauthorized as exc:
                     revoked = exc.detail
                     group.cancel_scope.cancel()
