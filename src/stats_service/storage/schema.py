@@ -204,4 +204,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE tenants ADD COLUMN IF NOT EXISTS anonymous_read BOOLEAN DEFAULT false;
     """,
+    # 7: chart annotations (storage/annotations.py): marks (a moment: end_ts NULL) and
+    # bands (start_ts .. end_ts) on charts, written by users, detectors and alerts; read
+    # by tenant and time range (the index), newest first
+    """
+    CREATE SEQUENCE IF NOT EXISTS annotation_ids START 1;
+    CREATE TABLE IF NOT EXISTS annotations (
+        id BIGINT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        device VARCHAR,
+        series_id BIGINT,
+        start_ts TIMESTAMP NOT NULL,
+        end_ts TIMESTAMP,
+        title VARCHAR NOT NULL,
+        text VARCHAR,
+        severity VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        tags VARCHAR NOT NULL DEFAULT '[]',
+        meta VARCHAR NOT NULL DEFAULT '{}',
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR
+    );
+    CREATE INDEX IF NOT EXISTS annotations_tenant_start ON annotations (tenant_id, start_ts);
+    """,
 )

@@ -465,6 +465,55 @@ def stats_of_device(w: World) -> None:
     assert _get(w, f"/stats/{_stats_a(w)['device']}/")[0] == 404
 
 
+# -- chart annotations (docs/annotations.md) ------------------------------------------
+
+A_NOTE = "a-secret-annotation"
+
+
+def _a_note(w: World) -> int:
+    """A's annotation on A's series (idempotent: each case calls it first)."""
+    found = w.client.get("/v1/annotations", headers=w.a).json()["items"]
+    for item in found:
+        if item["title"] == A_NOTE:
+            return int(item["id"])
+    body = {"series_id": w.a_series, "start": "now-10m", "end": "now-5m", "title": A_NOTE}
+    made = w.client.post("/v1/annotations", json=body, headers=w.a)
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+def annotation_create(w: World) -> None:
+    _a_note(w)
+    body = {"start": "now", "title": "b-annotation"}
+    answer = w.client.post("/v1/annotations", json={**body, "series_id": w.a_series}, headers=w.b)
+    assert answer.status_code == 422, answer.text  # A's series is no series of B's
+    w.assert_clean(answer.text.replace(w.a_series, ""))
+    answer = w.client.post("/v1/annotations", json={**body, "device": A_DEVICE}, headers=w.b)
+    assert answer.status_code in (201, 422), answer.text  # B may have a device of that name
+    w.assert_clean(answer.text.replace(A_DEVICE, ""))
+    mine = w.client.get("/v1/annotations", headers=w.a).json()["items"]
+    assert [a["title"] for a in mine] == [A_NOTE]  # A's list is untouched
+
+
+def annotation_list(w: World) -> None:
+    _a_note(w)
+    for params in ({}, {"device": A_DEVICE}, {"series": w.a_series}, {"include_global": "true"}):
+        status, text = _get(w, "/v1/annotations", **params)
+        assert status == 200, text
+        assert A_NOTE not in text and w.a_series not in text
+
+
+def annotation_read(w: World) -> None:
+    status, text = _get(w, f"/v1/annotations/{_a_note(w)}")
+    assert status == 404 and A_NOTE not in text
+
+
+def annotation_delete(w: World) -> None:
+    note = _a_note(w)
+    assert w.client.delete(f"/v1/annotations/{note}", headers=w.b).status_code == 404
+    assert w.client.get(f"/v1/annotations/{note}", headers=w.a).status_code == 200
+
+
 CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/health"): public,
     ("GET", "/v1/ready"): public,
@@ -517,6 +566,10 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/tasks/{task_id}"): stats_task,
     ("GET", "/stats/"): stats_all,
     ("GET", "/stats/{device_id}/"): stats_of_device,
+    ("POST", "/v1/annotations"): annotation_create,
+    ("GET", "/v1/annotations"): annotation_list,
+    ("GET", "/v1/annotations/{annotation_id}"): annotation_read,
+    ("DELETE", "/v1/annotations/{annotation_id}"): annotation_delete,
 }
 
 
