@@ -40,24 +40,23 @@ def demo_run(demo: ServerProcess) -> dict[str, Any]:
     pytest.fail(f"the demo posted no run: {demo.stdout()[-2000:]}")
 
 
-def seir_steps(days: int) -> list[dict[str, float]]:
-    """A deterministic SEIR run (Euler, a tenth of a day), one step per day."""
-    beta, sigma, gamma = 0.5, 0.2, 0.1
+def seir_steps(days: int, per_day: int) -> list[dict[str, float]]:
+    """A deterministic SEIR run (Euler), `per_day` steps per day."""
+    beta, sigma, gamma, dt = 0.5, 0.2, 0.1, 1 / per_day
     s, e, i, r = N - 20.0, 0.0, 20.0, 0.0
     steps = []
-    for day in range(days + 1):
+    for k in range(days * per_day + 1):
         steps.append(
             {
-                "t": day,
+                "t": round(k * dt, 6),
                 "susceptible": round(s, 2),
                 "exposed": round(e, 2),
                 "infected": round(i, 2),
                 "recovered": round(r, 2),
             }
         )
-        for _ in range(10):
-            infect, onset, recover = beta * s * i / N * 0.1, sigma * e * 0.1, gamma * i * 0.1
-            s, e, i, r = s - infect, e + infect - onset, i + onset - recover, r + recover
+        infect, onset, recover = beta * s * i / N * dt, sigma * e * dt, gamma * i * dt
+        s, e, i, r = s - infect, e + infect - onset, i + onset - recover, r + recover
     return steps
 
 
@@ -163,8 +162,20 @@ def test_runs_list_run_page_export_and_unknown_run(
         assert "No run named “no-such-run”" in page.inner_text("#missing")
         assert page.is_hidden("#content") and page.is_hidden("#error")
         page.screenshot(path=tmp_path / "missing.png", full_page=True)
+
+        phone, phone_problems = new_page(browser, viewport=PHONE)
+        sign_in(phone, demo.url, ADMIN_KEY, f"/ui/runs/{run_id}")
+        phone.wait_for_selector("#timeline[data-points]", timeout=WAIT_MS)
+        width = phone.evaluate("document.querySelector('#timeline').clientWidth")
+        assert 0 < points(phone, "#timeline") <= width  # bucketed to the phone's width
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        phone.screenshot(path=tmp_path / "run-phone.png", full_page=True)
+        phone.goto(f"{demo.url}/ui/runs")
+        phone.wait_for_selector(f'#runs tr[data-run="{run_id}"]', timeout=WAIT_MS)
+        phone.screenshot(path=tmp_path / "runs-phone.png", full_page=True)
     # exactly the 404 provoked on purpose, nothing else
     assert problems == [not_found(demo, "/v1/runs/no-such-run")]
+    assert phone_problems == []
 
 
 def test_a_running_run_refreshes_and_two_runs_compare(
@@ -173,23 +184,33 @@ def test_a_running_run_refreshes_and_two_runs_compare(
     demo = server_factory(command="demo").start()
     sir_id = demo_run(demo)["id"]
     seir_id = "seir-e2e-1"
-    steps = seir_steps(120)
+    steps = seir_steps(120, 10)  # 1201 steps: more than the chart has pixels
+    timelines: list[str] = []
     with demo.client() as client, open_browser() as browser:
         start_seir(client, seir_id, 120)
-        post_steps(client, seir_id, steps[:60])
+        post_steps(client, seir_id, steps[:600])
         page, problems = new_page(browser)
+        page.on("request", lambda r: timelines.append(r.url) if "/timeline" in r.url else None)
         sign_in(page, demo.url, ADMIN_KEY, f"/ui/runs/{seir_id}")
-        wait_points(page, "#timeline", 60)
+        wait_points(page, "#timeline", 600)  # every step: fewer than the pixels
         assert page.get_attribute("#timeline", "data-traces") == "4"  # S, E, I, R
         assert page.is_visible("#live")
         assert page.get_attribute("#status [data-status]", "data-status") == "running"
-        post_steps(client, seir_id, steps[60:])
-        wait_points(page, "#timeline", 121)  # no reload: the page refreshed itself
+        assert "?bucket=" not in timelines[-1]
+        post_steps(client, seir_id, steps[600:])
+        # no reload: the page refreshes itself, and now buckets t to the chart's width
+        page.wait_for_function(
+            "document.querySelector('#timeline').dataset.points !== '600'", timeout=WAIT_MS
+        )
+        pixels = page.evaluate("document.querySelector('#timeline .nsewdrag').getBBox().width")
+        assert 120 / 0.5 < points(page, "#timeline") <= pixels
+        assert "?bucket=" in timelines[-1]
+        assert "mean per" in page.inner_text("#bucket")
         finish = {"schema": SCHEMA, "status": "finished", "message": "reached day 120"}
         assert client.post(f"/v1/runs/{seir_id}/finish", json=finish).status_code == 200
         page.wait_for_selector('#status [data-status="finished"]', timeout=WAIT_MS)
         assert page.is_hidden("#live")
-        assert "121" in page.inner_text('[data-figure="steps"]')
+        assert "1,201" in page.inner_text('[data-figure="steps"]')
 
         page.click("#compare-link")  # the list, this run picked
         page.wait_for_selector(f'#runs tr[data-run="{sir_id}"]', timeout=WAIT_MS)
@@ -198,7 +219,9 @@ def test_a_running_run_refreshes_and_two_runs_compare(
         page.check(f'input[data-run="{sir_id}"]')
         page.click("#compare")
         page.wait_for_url(re.compile(r"/ui/runs/compare\?ids="))
-        wait_points(page, "#plot", 161)  # the union of t: days 0-160
+        page.wait_for_selector("#plot[data-points]", timeout=WAIT_MS)
+        pixels = page.evaluate("document.querySelector('#plot .nsewdrag').getBBox().width")
+        assert 160 / 0.5 < points(page, "#plot") <= pixels  # t 0-160, bucketed to the width
         assert page.locator("#plot .scatterlayer .trace").count() == 2
         assert page.input_value("#field") == "infected"
         options = page.locator("#field option").all_inner_texts()
@@ -218,17 +241,6 @@ def test_a_running_run_refreshes_and_two_runs_compare(
         page.wait_for_function("document.documentElement.dataset.theme === 'dark'")
         page.screenshot(path=tmp_path / "compare-dark.png", full_page=True)
 
-        phone, phone_problems = new_page(browser, viewport=PHONE)
-        sign_in(phone, demo.url, ADMIN_KEY, f"/ui/runs/{sir_id}")
-        phone.wait_for_selector("#timeline[data-points]", timeout=WAIT_MS)
-        width = phone.evaluate("document.querySelector('#timeline').clientWidth")
-        assert 0 < points(phone, "#timeline") <= width  # bucketed to the phone's width
-        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        phone.screenshot(path=tmp_path / "run-phone.png", full_page=True)
-        phone.goto(f"{demo.url}/ui/runs")
-        phone.wait_for_selector(f'#runs tr[data-run="{sir_id}"]', timeout=WAIT_MS)
-        phone.screenshot(path=tmp_path / "runs-phone.png", full_page=True)
-
         page.goto(f"{demo.url}/ui/runs/compare?ids={sir_id},nope-1,bad%20id")
         page.wait_for_selector("#problem:not([hidden])", timeout=WAIT_MS)
         assert "No runs named “nope-1”, “bad id”" in page.inner_text("#problem")
@@ -236,4 +248,3 @@ def test_a_running_run_refreshes_and_two_runs_compare(
         page.wait_for_selector("#problem:not([hidden])", timeout=WAIT_MS)
         assert "at least 2 runs" in page.inner_text("#problem")
     assert problems == [not_found(demo, "/v1/runs/nope-1")]  # provoked on purpose
-    assert phone_problems == []

@@ -66,8 +66,12 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+const STATUS_COLORS = { running: "--accent", finished: "--ok", failed: "--bad", cancelled: "--off" };
+
 export function statusBadge(status) {
-  const badge = el("span", { class: `status run-${status}`, "data-status": status }, el("span", { class: "dot" }));
+  const dot = el("span", { class: "dot" });
+  dot.style.background = `var(${STATUS_COLORS[status] || "--off"})`;
+  const badge = el("span", { class: `status run-${status}`, "data-status": status }, dot);
   badge.append(status);
   return badge;
 }
