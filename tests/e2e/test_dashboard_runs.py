@@ -248,3 +248,30 @@ def test_a_running_run_refreshes_and_two_runs_compare(
         page.wait_for_selector("#problem:not([hidden])", timeout=WAIT_MS)
         assert "at least 2 runs" in page.inner_text("#problem")
     assert problems == [not_found(demo, "/v1/runs/nope-1")]  # provoked on purpose
+
+
+def test_no_runs_yet_shows_how_to_post_one(server_factory: ServerFactory, tmp_path: Path) -> None:
+    server = server_factory().start()
+    with open_browser() as browser:
+        page, problems = new_page(browser, viewport=PHONE)
+        sign_in(page, server.url, ADMIN_KEY, "/ui/runs")
+        page.wait_for_selector("#empty:not([hidden])", timeout=WAIT_MS)
+        curl = page.inner_text("#curl")
+        assert f"curl -X POST {server.url}/v1/runs " in curl
+        assert f"{server.url}/v1/runs/sir-1/steps" in curl and "/v1/runs/sir-1/finish" in curl
+        assert page.is_hidden("#runs") and page.is_hidden("#more")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=tmp_path / "runs-empty-phone.png", full_page=True)
+        page.select_option("#status", "failed")
+        page.wait_for_selector("#nomatch:not([hidden])", timeout=WAIT_MS)
+        assert page.is_hidden("#empty")
+        assert "status=failed" in page.url  # the filters are kept in the address
+
+        ids = ",".join(f"r{i}" for i in range(11))
+        page.goto(f"{server.url}/ui/runs/compare?ids={ids}")
+        page.wait_for_selector("#problem:not([hidden])", timeout=WAIT_MS)
+        assert "At most 10 runs" in page.inner_text("#problem")
+        page.goto(f"{server.url}/ui/runs/compare")
+        page.wait_for_selector("#problem:not([hidden])", timeout=WAIT_MS)
+        assert "No runs were given" in page.inner_text("#problem")
+    assert problems == []
