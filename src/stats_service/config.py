@@ -132,6 +132,14 @@ class Settings(BaseSettings):
     demo_interval_s: float = Field(
         1.0, gt=0, description="Seconds between two readings of a demo board."
     )
+    demo_history_h: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 31,
+        description="Hours of past readings (one a minute) each demo board sends the first "
+        "time it runs, as a board that buffered while offline, so charts have history at "
+        "once; 0: none.",
+    )
 
     # -- InfluxDB line protocol (docs/protocols/influxdb.md) ---------------------------
     influx_auto_create: bool = Field(

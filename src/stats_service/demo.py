@@ -36,13 +36,28 @@ class Board:
     battery: float = 4.15
 
     def reading(self, t: float, rng: random.Random) -> dict[str, object]:
-        day = 2 * math.pi * (t % 86400) / 86400
-        temp = self.base_temp + 2.5 * math.sin(day + self.phase) + rng.gauss(0, 0.15)
-        humidity = 45 - 8 * math.sin(day + self.phase) + rng.gauss(0, 0.8)
-        self.battery = max(3.3, self.battery - rng.uniform(0, 0.00005))
         return {  # the temperature/v1 device contract (docs/contracts/temperature-v1.md)
             "schema": "temperature/v1",
             "device": self.name,
+            **self._measure(t, rng, drain=0.00005),
+        }
+
+    def history(self, now: float, hours: float, rng: random.Random) -> dict[str, object]:
+        """Readings of the past `hours`, one a minute, as a buffered batch of the contract
+        (the battery was fuller then: it drains towards its level now)."""
+        times = [now - 60.0 * k for k in range(int(hours * 60), 0, -1)]
+        level = self.battery
+        self.battery = min(4.2, level + 0.00005 * len(times))
+        readings = [{"ts": round(t, 3), **self._measure(t, rng, drain=0.00005)} for t in times]
+        self.battery = level
+        return {"schema": "temperature/v1", "device": self.name, "readings": readings}
+
+    def _measure(self, t: float, rng: random.Random, drain: float) -> dict[str, float]:
+        day = 2 * math.pi * (t % 86400) / 86400
+        temp = self.base_temp + 2.5 * math.sin(day + self.phase) + rng.gauss(0, 0.15)
+        humidity = 45 - 8 * math.sin(day + self.phase) + rng.gauss(0, 0.8)
+        self.battery = max(3.3, self.battery - rng.uniform(0, drain))
+        return {
             "temperature": round(temp, 2),
             "humidity": round(min(100.0, max(0.0, humidity)), 1),
             "battery": round(self.battery, 3),
@@ -65,6 +80,7 @@ def sir(population: int, infected: int, beta: float, gamma: float, days: int) ->
 
 
 SIR_DAYS = 160
+HISTORY_BATCH = 5_000  # readings per buffered batch (the contract takes up to 10,000)
 
 
 def sir_run(now: float, run_id: str) -> tuple[dict[str, object], dict[str, object]]:
@@ -115,6 +131,33 @@ async def _post_run(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
     answer = await client.post(f"/v1/runs/{run_id}/finish", json=end, headers=headers)
     answer.raise_for_status()
     return run_id
+
+
+async def _post_history(
+    client: httpx.AsyncClient,
+    control_token: str,
+    headers: dict[str, str],
+    boards: list[Board],
+    settings: Settings,
+    rng: random.Random,
+) -> None:
+    """The past readings of each board that has none stored yet (a first start)."""
+    now = time.time()
+    for board in boards:
+        known = await client.get(f"/v1/devices/{board.name}", headers={"X-API-Key": control_token})
+        if known.status_code != 404:
+            continue
+        batch = board.history(now, settings.demo_history_h, rng)
+        readings: list[object] = batch.pop("readings")  # type: ignore[assignment]
+        for part, at in enumerate(range(0, len(readings), HISTORY_BATCH)):
+            answer = await client.post(
+                "/v1/contracts/temperature",
+                json={**batch, "readings": readings[at : at + HISTORY_BATCH]},
+                headers={**headers, "Idempotency-Key": f"demo-history-{board.name}-{part}"},
+            )
+            if answer.status_code != 202:
+                log.warning("demo_history_failed", device=board.name, detail=answer.text[:500])
+                break
 
 
 async def _ingest_key(client: httpx.AsyncClient, control_token: str) -> str:
@@ -210,6 +253,8 @@ async def _run(
             detail = exc.response.text[:500] if isinstance(exc, httpx.HTTPStatusError) else ""
             log.warning("demo_run_failed", error=str(exc), detail=detail)
             print(f"demo: warning: the SIR run was not stored: {exc} {detail}", flush=True)
+        if settings.demo_history_h > 0:
+            await _post_history(client, control_token, headers, boards, settings, rng)
         print(
             f"demo: {len(boards)} boards posting every {settings.demo_interval_s:g}s; try\n"
             f"  curl -H 'X-API-Key: <admin key>' {url}/v1/devices",

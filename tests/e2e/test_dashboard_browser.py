@@ -69,6 +69,11 @@ def test_sign_in_overview_and_device_charts(server_factory: ServerFactory, tmp_p
             assert "°C" in (page.text_content(f"{chart} .g-ytitle") or "")
             page.screenshot(path=tmp_path / "device.png", full_page=True)
 
+            # live: the feed is open and a new reading redraws the chart without a reload
+            page.wait_for_selector('#live[data-status="live"]', timeout=WAIT_MS)
+            page.wait_for_selector("#charts[data-live-updates]", timeout=WAIT_MS)
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
             aggregates.clear()
             page.select_option("#fn", "p95")
             page.wait_for_function("document.querySelector('#bucket').textContent !== ''")
@@ -78,6 +83,24 @@ def test_sign_in_overview_and_device_charts(server_factory: ServerFactory, tmp_p
             )
             page.screenshot(path=tmp_path / "device-24h.png", full_page=True)
             width = page.evaluate("document.querySelector('.plot').clientWidth")
+
+            # a zoom reads the zoomed range again at a finer bucket and stops following
+            page.locator(chart).scroll_into_view_if_needed()
+            box = page.locator(chart).bounding_box()
+            assert box is not None
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] * 0.80, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.97, y, steps=5)
+            page.mouse.up()
+            page.wait_for_function(
+                "!document.querySelector('#custom').hidden && "
+                "!document.querySelector('#bucket').textContent.startsWith('bucket 2m')"
+            )
+            page.wait_for_selector('#live[data-status="off"]')
+            page.click("#theme")
+            page.wait_for_function("document.documentElement.dataset.theme === 'dark'")
+            page.screenshot(path=tmp_path / "device-zoom-dark.png", full_page=True)
         finally:
             browser.close()
 

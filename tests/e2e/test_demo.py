@@ -82,6 +82,8 @@ def test_demo_boards_report_and_the_sir_run_is_stored(server_factory: ServerFact
         assert {m: u for m, (u, _, _) in by_device[board].items()} == BOARD_METRICS
         for metric, (_, count, distinct) in by_device[board].items():
             assert count == distinct >= 2, f"{board}/{metric} was not updated: {count} points"
+            # a first start sends a day of history, a reading a minute (STATS_DEMO_HISTORY_H)
+            assert count >= 24 * 60, f"{board}/{metric} has no history: {count} points"
     assert {m: (c, d) for m, (_, c, d) in by_device["sim-sir"].items()} == {
         m: (SIR_DAYS + 1, SIR_DAYS + 1) for m in SIR_METRICS
     }
