@@ -95,11 +95,14 @@ def test_admin_page_keys_tenants_usage_and_lesser_roles(
         assert page.input_value("#tenant") == "acme"
         page.wait_for_selector("#keys-empty:not([hidden])", timeout=WAIT_MS)
         page.wait_for_selector("#usage-empty:not([hidden])", timeout=WAIT_MS)
+        assert page.is_hidden("#usage-plot") and page.is_hidden("#keys")  # empty states only
         # edit acme's limits: a bad value is refused field by field, a good one saved
         page.locator(acme).get_by_role("button", name="Edit").click()
         page.fill("#tenant-edit input[name=max_series]", "-5")
         page.click("#tenant-edit button[type=submit]")
         page.wait_for_selector('#tenant-edit .error[data-for="max_series"]:not([hidden])')
+        assert "greater than or equal to 1" in page.inner_text("#tenant-edit")
+        page.screenshot(path=tmp_path / "admin-edit-error.png")
         page.fill("#tenant-edit input[name=max_series]", "500")
         page.fill("#tenant-edit input[name=retention_days]", "60")
         page.check("#tenant-edit input[name=anonymous_read]")

@@ -281,6 +281,7 @@ function revokeControls(key) {
         await loadKeys();
       } catch (error) {
         showError(error);
+        document.getElementById("error").scrollIntoView({ block: "nearest" });
         reset();
       }
     });
@@ -398,6 +399,14 @@ function drawUsage() {
     x.push(day);
     y.push(byDay.get(day) || 0);
   }
+  const max = Math.max(0, ...y);
+  plot.dataset.days = String(x.length);
+  plot.dataset.total = String(y.reduce((a, b) => a + b, 0));
+  plot.hidden = usage.days.length === 0; // the empty state says it; no chart of zeros
+  if (plot.hidden) {
+    Plotly.purge(plot);
+    return;
+  }
   const colors = themeColors();
   const trace = {
     type: "bar", x, y, name: counter, marker: { color: colors.accent },
@@ -406,13 +415,14 @@ function drawUsage() {
   const layout = themedLayout({
     margin: { l: 56, r: 12, t: 8, b: 36 },
     xaxis: { type: "date", tickformat: "%b %d" },
-    yaxis: { title: { text: counter }, rangemode: "tozero", tickformat: "~s" },
+    // whole counts: no "500m" ticks for small numbers, SI prefixes for large ones
+    yaxis: {
+      title: { text: counter }, rangemode: "tozero", tickformat: max >= 10000 ? "~s" : ",d", dtick: max < 10 ? 1 : undefined,
+    },
     bargap: 0.2,
     showlegend: false,
   });
   Plotly.react(plot, [trace], layout, { displayModeBar: false, responsive: true });
-  plot.dataset.days = String(x.length);
-  plot.dataset.total = String(y.reduce((a, b) => a + b, 0));
 }
 
 // -- start ------------------------------------------------------------------------------
