@@ -161,19 +161,26 @@ export function toJson(view) {
   };
 }
 
-// A Date as Plotly's local wall-clock string, and back.
+// Times on the chart are UTC, as the API gives them and as the chart marks place their
+// lines. Plotly shows a date string's wall clock: the ISO time in UTC; its zoom answers
+// "2026-12-06 20:45:10.123", read back as UTC.
 function plotTime(date) {
-  const shifted = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
-  return shifted.toISOString().slice(0, 23).replace("T", " ");
+  return date.toISOString();
 }
 
-function fromPlotTime(text) {
-  const date = new Date(String(text).trim().replace(" ", "T"));
+export function fromPlotTime(text) {
+  const raw = String(text).trim().replace(" ", "T");
+  const date = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(raw) ? raw : raw + "Z");
   return isNaN(date) ? null : date;
 }
 
-function localInput(date) {
-  return plotTime(date).slice(0, 19).replace(" ", "T");
+// A Date for an <input type=datetime-local> that is read as UTC, and back.
+function utcInput(date) {
+  return date.toISOString().slice(0, 19);
+}
+
+function fromUtcInput(value) {
+  return value ? fromPlotTime(value) : null;
 }
 
 // ---- the page --------------------------------------------------------------------
@@ -318,7 +325,7 @@ function traces(drawn, fn) {
   const band = drawn.length === 1;
   drawn.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length];
-    const x = s.t.map((t) => plotTime(new Date(t)));
+    const x = s.t; // ISO times in UTC
     const unit = s.unit ? " " + s.unit : "";
     const yaxis = s.axis;
     if (band) {
@@ -354,7 +361,7 @@ function layoutOf(drawn, from, to, marks) {
     dragmode: "zoom",
   };
   if (units.length > 1) {
-    layout.yaxis2 = { title: { text: unitName(units[1]) }, overlaying: "y", side: "right", automargin: true, showgrid: false };
+    layout.yaxis2 = { title: { text: unitName(units[1]) }, overlaying: "y", side: "right", automargin: true, showgrid: false, tickmode: "auto" };
   }
   if (drawn.every((s) => s.t.length === 0)) {
     layout.annotations.push({ text: "no data in this range", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 });
@@ -363,7 +370,10 @@ function layoutOf(drawn, from, to, marks) {
 }
 
 function setExports(on) {
-  for (const id of ["export-csv", "export-json", "export-png"]) $(id).disabled = !on;
+  for (const id of ["export-csv", "export-json", "export-png"]) {
+    $(id).disabled = !on;
+    $(id).hidden = state.series.length === 0;
+  }
 }
 
 async function draw() {
@@ -415,7 +425,7 @@ async function draw() {
   setExports(true);
   const most = Math.ceil((to - from) / 1000 / bucket.seconds);
   $("bucket").textContent = `bucket ${bucket.label} (≤ ${most} points a series)`;
-  $("summary").textContent = `${drawn.length} series · ${points} points · ${state.fn}`;
+  $("summary").textContent = `${drawn.length} series · ${points} points · ${state.fn} · times in UTC`;
   plot.dataset.bucket = bucket.label;
   plot.dataset.marks = String(marks.count);
   plot.dataset.points = String(points);
@@ -432,8 +442,8 @@ function pressPreset() {
   }
   $("custom").hidden = state.range !== "custom";
   if (state.range === "custom") {
-    $("from").value = localInput(state.from);
-    $("to").value = localInput(state.to);
+    $("from").value = utcInput(state.from);
+    $("to").value = utcInput(state.to);
   }
   $("fn").value = state.fn;
 }
@@ -611,9 +621,9 @@ async function main() {
       button.addEventListener("click", () => choose(value === "custom" ? "custom" : Number(value)));
     }
     $("apply").addEventListener("click", () => {
-      const from = new Date($("from").value);
-      const to = new Date($("to").value);
-      if (isNaN(from) || isNaN(to)) return showError(new Error("give both the start and the end of the range"));
+      const from = fromUtcInput($("from").value);
+      const to = fromUtcInput($("to").value);
+      if (!from || !to) return showError(new Error("give both the start and the end of the range"));
       Object.assign(state, { range: "custom", from, to, beforeZoom: null });
       saveUrl();
       refresh();
