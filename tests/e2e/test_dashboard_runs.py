@@ -267,6 +267,32 @@ def test_no_runs_yet_shows_how_to_post_one(server_factory: ServerFactory, tmp_pa
         assert page.is_hidden("#empty")
         assert "status=failed" in page.url  # the filters are kept in the address
 
+        # 51 runs without steps: a page of 50, then "More"; at most 10 picked
+        with server.client() as client:
+            for i in range(51):
+                start = {"schema": SCHEMA, "id": f"r{i:02d}", "model": "sir", "name": f"run {i}"}
+                start["parameters"] = {"population": N, "beta": 0.3, "gamma": 0.1}
+                assert client.post("/v1/runs", json=start).status_code == 201
+        page.goto(f"{server.url}/ui/runs")
+        page.wait_for_selector("#runs tbody tr", timeout=WAIT_MS)
+        assert page.locator("#runs tbody tr").count() == 50
+        assert page.inner_text("#count") == "50 runs (more to load)"
+        page.click("#more")
+        page.wait_for_selector('#runs tr[data-run="r00"]', timeout=WAIT_MS)
+        assert page.locator("#runs tbody tr").count() == 51 and page.is_hidden("#more")
+        for i in range(10):
+            page.check(f'input[data-run="r{i:02d}"]')
+        assert page.is_disabled('input[data-run="r10"]') and page.is_enabled("#compare")
+        assert page.inner_text("#compare") == "Compare 10"
+
+        page.goto(f"{server.url}/ui/runs/r05")  # no steps yet
+        page.wait_for_selector("#timeline[data-points]", timeout=WAIT_MS)
+        assert points(page, "#timeline") == 0
+        assert "no steps yet" in (page.text_content("#timeline .annotation") or "")
+        assert page.is_hidden("#export-csv") and page.is_visible("#export-none")
+        assert page.is_visible("#live")  # still running: refreshed
+        page.screenshot(path=tmp_path / "run-no-steps-phone.png", full_page=True)
+
         ids = ",".join(f"r{i}" for i in range(11))
         page.goto(f"{server.url}/ui/runs/compare?ids={ids}")
         page.wait_for_selector("#problem:not([hidden])", timeout=WAIT_MS)

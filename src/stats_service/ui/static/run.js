@@ -22,6 +22,7 @@ function missing(reason) {
   document.getElementById("missing-title").textContent = `No run named “${runId}”`;
   document.getElementById("missing-text").textContent = reason;
   document.getElementById("title").textContent = "No such run";
+  document.title = "No such run · StatisticsService";
 }
 
 function renderHead(run) {
@@ -73,6 +74,7 @@ function renderStats(summary) {
 function renderExports(run) {
   const none = !run.steps;
   document.getElementById("export-none").hidden = !none;
+  document.getElementById("export-label").hidden = none;
   for (const format of ["csv", "json", "parquet"]) {
     const link = document.getElementById(`export-${format}`);
     link.hidden = none;
