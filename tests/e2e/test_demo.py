@@ -26,7 +26,8 @@ def test_demo_boards_report_and_the_sir_run_is_stored(server_factory: ServerFact
     demo = server_factory(command="demo")
     started = time.monotonic()
     demo.start()
-    first_round = 3 * (SIR_DAYS + 1) + len(BOARDS) * len(BOARD_METRICS)
+    history = len(BOARDS) * len(BOARD_METRICS) * 24 * 60  # a day, a reading a minute
+    first_round = 3 * (SIR_DAYS + 1) + history + len(BOARDS) * len(BOARD_METRICS)
     while (seen := demo.metric(POINTS)) < first_round:
         assert time.monotonic() - started < 10, f"only {seen} points after 10 s"
         time.sleep(0.1)
