@@ -89,6 +89,8 @@ def test_notes_and_bands_on_the_device_chart(server_factory: ServerFactory, tmp_
         labels = {a["text"]: a for a in layout["annotations"] if a.get("hovertext")}
         assert set(labels) == {NOTE, BAND}, layout["annotations"]
         assert "OTA over Wi-Fi" in labels[NOTE]["hovertext"]
+        utc = note["start"][:19].replace("T", " ") + " UTC"  # times in UTC, like the axis
+        assert utc in labels[NOTE]["hovertext"], labels[NOTE]["hovertext"]
         assert "anomaly · warning · detector:zscore" in labels[BAND]["hovertext"]
         # the labels are drawn in the chart, and hovering one shows its text
         drawn = page.locator(f"{CHART} .annotation-text").all_text_contents()

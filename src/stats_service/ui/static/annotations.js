@@ -35,8 +35,9 @@ function shortTitle(title) {
   return title.length > LABEL_CHARS ? title.slice(0, LABEL_CHARS - 1) + "…" : title;
 }
 
+// In UTC, like the charts' time axes and the API.
 function when(item) {
-  const fmt = (iso) => new Date(iso).toLocaleString();
+  const fmt = (iso) => new Date(iso).toISOString().slice(0, 19).replace("T", " ") + " UTC";
   return item.end ? `${fmt(item.start)} – ${fmt(item.end)}` : fmt(item.start);
 }
 
