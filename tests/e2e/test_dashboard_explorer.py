@@ -28,6 +28,35 @@ PLOT = "#plot"
 LAYOUT = "document.querySelector('#plot')._fullLayout"
 
 
+# The page's pure helpers, called in the browser (there is no JS test runner).
+HELPERS = """async () => {
+    const m = await import('/ui/static/explorer.js');
+    const temp = {id: '1', device: 'esp32-01', metric: 'temperature', tags: {device: 'esp32-01'},
+                  unit: '°C'};
+    const sir = {id: '-2', device: 'sim-sir', metric: 'infected',
+                 tags: {device: 'sim-sir', run: 'r,1'}, unit: 'people'};
+    const hum = {id: '3', device: 'esp32-01', metric: 'humidity', tags: {}, unit: '%'};
+    const boards = {id: '4', device: null, metric: 'demo.boards', tags: {app: 'demo'}, unit: null};
+    const view = {from: new Date('2026-12-06T10:00:00Z'), to: new Date('2026-12-06T11:00:00Z'),
+        bucket: '1m', fn: 'mean', series: [
+            {...temp, t: ['2026-12-06T10:00:00Z'], values: [20.5]},
+            {...sir, t: ['2026-12-06T10:01:00Z'], values: [7]}]};
+    const read = m.readQuery('?series=1,-2,1,bad&range=900&fn=p95');
+    return {
+        label: m.seriesLabel(sir),
+        csv: m.toCsv(view).trimEnd().split('\\r\\n'),
+        selections: m.aggregateSelections([temp, hum, boards]),
+        query: m.writeQuery({ids: ['1', '-2'], range: 900, fn: 'p95'}),
+        read: {ids: read.ids, range: read.range, fn: read.fn},
+        custom: m.writeQuery({ids: [], range: 'custom', from: view.from, to: view.to, fn: 'mean'}),
+        third: m.refusal([temp, hum], sir),
+        same: m.refusal([temp, hum], {...temp, id: '9'}),
+        stamp: m.fileStamp(view.from),
+        zoomed: m.fromPlotTime('2026-12-06 10:00:05.5').toISOString(),
+    };
+}"""
+
+
 def wait_drawn(page: Page, bucket: str | None = None, series: int | None = None) -> None:
     """Until the plot holds points (with this bucket, this many series)."""
     page.wait_for_function(
@@ -219,8 +248,15 @@ def test_explorer_two_units_range_url_and_exports(
         page.wait_for_selector("#empty:not([hidden])")
         assert page.get_attribute(PLOT, "data-points") == "0"
         assert "series" not in parse_qs(urlparse(page.url).query)
+        assert problems == []
 
-    assert problems == []
+        # a link to a series that does not exist: the page says so
+        page.goto(f"{demo.url}/ui/explore?series=123&range=3600")
+        page.wait_for_selector("#error:not([hidden])", timeout=WAIT_MS)
+        assert "series 123" in page.inner_text("#error") and "404" in page.inner_text("#error")
+        assert page.is_visible("#empty")
+        # the browser logs the 404 answer itself; nothing else went wrong
+        assert all("404" in p and "/v1/series/123" in p for p in problems), problems
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
 
 
@@ -257,5 +293,24 @@ def test_explorer_link_dark_theme_at_phone_width(
         # nothing sticks out sideways at 390 px
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.screenshot(path=tmp_path / "explorer-dark-phone.png", full_page=True)
+        helpers = page.evaluate(HELPERS)
+    assert problems == []
+    assert helpers["label"] == "sim-sir · infected {run=r,1}"
+    assert helpers["csv"] == [
+        't,esp32-01/temperature (°C),"sim-sir/infected{run=r,1} (people)"',
+        "2026-12-06T10:00:00Z,20.5,",
+        "2026-12-06T10:01:00Z,,7",
+    ]
+    assert helpers["selections"] == [
+        {"device": "esp32-01", "metric": "temperature,humidity"},
+        {"metric": "demo.boards", "tag.app": "demo"},
+    ]
+    assert helpers["query"] == "?series=1,-2&range=900&fn=p95"
+    assert helpers["read"] == {"ids": ["1", "-2"], "range": 900, "fn": "p95"}
+    custom = "?from=2026-12-06T10:00:00.000Z&to=2026-12-06T11:00:00.000Z&fn=mean"
+    assert helpers["custom"] == custom
+    assert "two units" in helpers["third"] and helpers["same"] == ""
+    assert helpers["stamp"] == "20261206T100000Z"
+    assert helpers["zoomed"] == "2026-12-06T10:00:05.500Z"
     assert problems == []
     assert (tmp_path / "explorer-dark-phone.png").stat().st_size > 10_000

@@ -106,7 +106,7 @@ export function writeQuery(view) {
     query.set("range", String(view.range));
   }
   query.set("fn", view.fn);
-  return "?" + query.toString().replace(/%2C/g, ",");
+  return "?" + query.toString().replace(/%2C/g, ",").replace(/%3A/g, ":"); // readable; both allowed
 }
 
 // /v1/aggregate selections that cover `list`: one per device (its metrics), and one per
@@ -656,8 +656,10 @@ async function main() {
     await Promise.all([loadDevices(), restore(query.ids)]);
     renderChosen();
     saveUrl();
+    // a shared view on a phone: the chart first, the picker a tap away
+    if (state.series.length && matchMedia("(max-width: 640px)").matches) $("picker").open = false;
     pick();
-    refresh();
+    draw().catch(showError); // not refresh(): that would clear what restore() reported
   } catch (error) {
     showError(error);
   }
