@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Response, sync_playwright
 
+from .browser import PHONE, new_page, open_browser, sign_in
 from .conftest import ServerFactory
 from .harness import ADMIN_KEY
 
@@ -55,6 +56,14 @@ def test_sign_in_overview_and_device_charts(server_factory: ServerFactory, tmp_p
             assert page.text_content("#who") == "default · admin"
             row = page.locator('tr[data-device="esp32-01"]')
             assert "online" in row.inner_text() and "°C" in row.inner_text()
+            # the last values follow the live feed: the row's value changes without a reload
+            page.wait_for_selector('#live[data-status="live"]', timeout=WAIT_MS)
+            first = row.inner_text()
+            page.wait_for_function(
+                "t => document.querySelector('tr[data-device=\"esp32-01\"]').innerText !== t",
+                arg=first,
+                timeout=WAIT_MS,
+            )
             page.fill("#search", "esp32-02")
             assert page.locator("#devices tbody tr").count() == 1
             page.fill("#search", "")
@@ -111,3 +120,32 @@ def test_sign_in_overview_and_device_charts(server_factory: ServerFactory, tmp_p
         for group in body["groups"]:
             assert len(group["t"]) <= width, url
     assert (tmp_path / "overview.png").stat().st_size > 10_000
+
+
+def test_an_empty_server_says_how_to_send_data_and_errors_are_shown(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = server_factory().start()
+    with open_browser() as browser:
+        page, problems = new_page(browser, viewport=PHONE)
+        sign_in(page, server.url, ADMIN_KEY)
+        page.wait_for_selector("#empty:not([hidden])", timeout=WAIT_MS)
+        curl = page.text_content("#curl") or ""
+        assert f"curl -X POST {server.url}/v1/ingest" in curl
+        mqtt = page.text_content("#mqtt") or ""
+        assert "mosquitto_pub" in mqtt and "stats/esp32-kitchen/temperature" in mqtt
+        assert "STATS_MQTT_URL" in (page.text_content("#mqtt-hint") or "")
+        assert page.is_hidden("#devices") and page.is_hidden("#loading")
+        # nothing wider than the phone's screen
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=tmp_path / "empty-phone.png", full_page=True)
+
+        # a device that does not exist: the page says so instead of staying blank
+        page.goto(f"{server.url}/ui/devices/nope")
+        page.wait_for_selector("#error:not([hidden])", timeout=WAIT_MS)
+        assert "404" in (page.text_content("#error") or "")
+        assert "nope" in (page.text_content("#error") or "")
+        page.screenshot(path=tmp_path / "unknown-device.png", full_page=True)
+    # the only console line is the browser's own report of the 404 provoked above
+    assert [p for p in problems if "status of 404" not in p] == []
+    assert len(problems) <= 1

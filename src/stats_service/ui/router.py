@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -229,8 +229,21 @@ async def session_info(request: Request) -> Response:
         "role": principal.role.value,
         "anonymous": session.principal is not None,
         "csrf": session.csrf,
+        "mqtt": _mqtt_broker(_services(request)),
     }
     return JSONResponse(body, headers=NO_STORE)
+
+
+def _mqtt_broker(services: Services) -> str | None:
+    """The broker of STATS_MQTT_URL without its credentials, for the pages' examples;
+    "configured" when brokers come from a file; None when MQTT is off."""
+    settings = services.settings
+    if settings.mqtt_config is not None:
+        return "configured"
+    if settings.mqtt_url is None:
+        return None
+    parts = urlsplit(settings.mqtt_url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 @router.get("/ui/static/{name}")

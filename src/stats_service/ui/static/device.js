@@ -2,7 +2,7 @@
 // Recent ranges follow the live feed: new points re-read only the last bucket onwards.
 import { chartMarks } from "./annotations.js";
 import { api, formatValue, niceBucket, onThemeChange, showError, startSession, themedLayout } from "./common.js";
-import { LiveFeed } from "./live.js";
+import { LiveFeed, liveBadge } from "./live.js";
 
 /* global Plotly */
 const device = decodeURIComponent(location.pathname.replace(/^\/ui\/devices\//, ""));
@@ -173,12 +173,7 @@ function onPoints(message) {
 function follow() {
   const wanted = state.range !== "custom";
   if (wanted && !feed) {
-    feed = new LiveFeed(new URLSearchParams({ device }), onPoints, (status) => {
-      const box = document.getElementById("live");
-      box.dataset.status = status;
-      box.className = `status ${status === "live" ? "live-on" : ""}`;
-      box.lastChild.textContent = { live: "live", connecting: "connecting…", retrying: "reconnecting…", off: "paused" }[status] || status;
-    });
+    feed = new LiveFeed(new URLSearchParams({ device }), onPoints, liveBadge(document.getElementById("live")));
     feed.open();
   } else if (!wanted && feed) {
     feed.close();

@@ -71,3 +71,14 @@ export class LiveFeed {
     this.onStatus("off");
   }
 }
+
+const STATUS_TEXT = { live: "live", connecting: "connecting…", retrying: "reconnecting…", off: "paused" };
+
+// An onStatus for LiveFeed that keeps a `.status` badge (dot + text) up to date.
+export function liveBadge(box) {
+  return (status) => {
+    box.dataset.status = status;
+    box.className = `status ${status === "live" ? "live-on" : ""}`;
+    box.lastChild.textContent = STATUS_TEXT[status] || status;
+  };
+}

@@ -1,10 +1,14 @@
 // Overview: every device with its status, last values, a sparkline of the last hour.
 import { ago, api, apiBase, formatValue, showError, startSession } from "./common.js";
+import { LiveFeed, liveBadge } from "./live.js";
 
 const ONLINE_S = 120; // a device seen within this many seconds is online
 const SPARK_BUCKET = "1m"; // 60 points for the last hour, bucketed by the server
 const SPARK_DEVICES = 50; // devices per sparkline request
+const LIVE_RENDER_MS = 1000; // live values redraw the table at most once a second
 let devices = [];
+let session = null;
+let renderTimer = null;
 
 function sparkline(values) {
   const points = values.filter((v) => v !== null && v !== undefined);
@@ -115,25 +119,62 @@ async function load() {
   const empty = devices.length === 0;
   document.getElementById("devices").hidden = empty;
   document.getElementById("empty").hidden = !empty;
-  if (empty) {
-    const curl =
-      `curl -X POST ${apiBase}/v1/ingest -H "X-API-Key: $KEY" \\\n` +
-      `  -d '{"device": "esp32-kitchen", "metrics": {"temperature": 21.5, "humidity": 48}}'`;
-    document.getElementById("curl").textContent = curl;
-  }
+  if (empty) showEmpty();
   render();
+}
+
+// The empty state: how to send a first reading to this server, over HTTP and MQTT.
+function showEmpty() {
+  document.getElementById("curl").textContent =
+    `curl -X POST ${apiBase}/v1/ingest -H "X-API-Key: $KEY" \\\n` +
+    `  -d '{"device": "esp32-kitchen", "metrics": {"temperature": 21.5, "humidity": 48}}'`;
+  const broker = session && session.mqtt;
+  const host = broker && broker !== "configured" ? new URL(broker.replace(/^mqtts?:/, "http:")) : null;
+  const args = host ? `-h ${host.hostname}${host.port ? " -p " + host.port : ""}` : "-h <your broker>";
+  document.getElementById("mqtt-hint").textContent = broker
+    ? "This server subscribes to MQTT; publish a reading on a topic stats/<device>/<metric>:"
+    : "This server is not subscribed to a broker yet: start it with STATS_MQTT_URL=mqtt://<broker>:1883, then publish on stats/<device>/<metric>:";
+  document.getElementById("mqtt").textContent =
+    `mosquitto_pub ${args} -t stats/esp32-kitchen/temperature \\\n` +
+    `  -m '{"value": 21.5, "unit": "°C"}'`;
+}
+
+// A new reading: its device's last value and last seen change at once; the table is
+// drawn again at most once a second. A device not listed yet brings a full reload.
+function onPoints(message) {
+  if (message.type !== "points" || !message.v.length) return;
+  const device = devices.find((d) => d.name === message.device);
+  if (!device) {
+    if (!renderTimer) renderTimer = setTimeout(() => { renderTimer = null; load().catch(showError); }, LIVE_RENDER_MS);
+    return;
+  }
+  const t = message.t[message.t.length - 1];
+  if (!device.last_seen || t > device.last_seen) device.last_seen = t;
+  const item = device.series.find((s) => s.series_id === message.series)
+    || device.series.find((s) => s.metric === message.metric);
+  if (item && (!item.t || t >= item.t)) {
+    item.value = message.v[message.v.length - 1];
+    item.t = t;
+  } else if (!item) {
+    device.series.push({ series_id: message.series, metric: message.metric, unit: message.unit, value: message.v[message.v.length - 1], t, spark: [] });
+    device.series.sort((a, b) => a.metric.localeCompare(b.metric));
+  }
+  if (!renderTimer) renderTimer = setTimeout(() => { renderTimer = null; render(); }, LIVE_RENDER_MS);
 }
 
 async function main() {
   try {
-    await startSession();
+    session = await startSession();
     document.getElementById("search").addEventListener("input", render);
     document.getElementById("sort").addEventListener("change", render);
-    document.getElementById("copy").addEventListener("click", () =>
-      navigator.clipboard.writeText(document.getElementById("curl").textContent).catch(() => {}),
-    );
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      button.addEventListener("click", () =>
+        navigator.clipboard.writeText(document.getElementById(button.dataset.copy).textContent).catch(() => {}),
+      );
+    }
     await load();
-    setInterval(() => load().catch(showError), 30_000);
+    new LiveFeed(new URLSearchParams(), onPoints, liveBadge(document.getElementById("live"))).open();
+    setInterval(() => load().catch(showError), 60_000); // the sparklines move on
   } catch (error) {
     showError(error);
   }
