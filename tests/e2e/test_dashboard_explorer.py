@@ -290,6 +290,20 @@ def test_explorer_link_dark_theme_at_phone_width(
         )
         assert page.evaluate("document.documentElement.dataset.theme") == "dark"
         wait_drawn(page, series=2)
+        # a custom range (UTC) from the inputs
+        page.click('#presets button[data-range="custom"]')
+        page.fill("#from", "2026-01-01T10:00:00")
+        page.fill("#to", "2026-01-01T11:00:00")
+        page.click("#apply")
+        page.wait_for_function(
+            "document.querySelector('#plot').dataset.points === '0'", timeout=WAIT_MS
+        )
+        query = parse_qs(urlparse(page.url).query)
+        assert query["from"] == ["2026-01-01T10:00:00.000Z"]
+        assert query["to"] == ["2026-01-01T11:00:00.000Z"]
+        assert "no data in this range" in (page.text_content(f"{PLOT} .annotation") or "")
+        page.click('#presets button[data-range="900"]')
+        wait_drawn(page, series=2)
         # nothing sticks out sideways at 390 px
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.screenshot(path=tmp_path / "explorer-dark-phone.png", full_page=True)

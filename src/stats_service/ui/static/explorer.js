@@ -431,6 +431,20 @@ async function draw() {
   plot.dataset.points = String(points);
 }
 
+// A plot that gets narrower (a phone turned, a window resized) or much wider asks again
+// once its bucket would change: never more points than pixels.
+function watchWidth() {
+  let settle = 0;
+  new ResizeObserver(() => {
+    clearTimeout(settle);
+    settle = setTimeout(() => {
+      if (!view || $("plot").hidden) return;
+      const { from, to } = timeRange();
+      if (niceBucket((to - from) / 1000, plotWidth()).label !== view.bucket) refresh();
+    }, 250);
+  }).observe($("plot"));
+}
+
 function refresh() {
   clearError();
   draw().catch(showError);
@@ -660,6 +674,7 @@ async function main() {
     if (state.series.length && matchMedia("(max-width: 640px)").matches) $("picker").open = false;
     pick();
     draw().catch(showError); // not refresh(): that would clear what restore() reported
+    watchWidth();
   } catch (error) {
     showError(error);
   }
