@@ -3,7 +3,7 @@
 // What is offered follows the signed-in key: an admin of `default` manages every
 // tenant; an admin of another tenant sees its own tenant, keys and usage only.
 import {
-  SignedOut, api, apiBase, csrfToken, onThemeChange, showError, startSession, themeColors, themedLayout,
+  SignedOut, api, apiBase, csrfToken, onThemeChange, plotly, showError, startSession, themeColors, themedLayout,
 } from "./common.js";
 
 const USAGE_DAYS = 30;
@@ -390,7 +390,7 @@ async function loadUsage() {
 // Every day of the range (days without usage are 0), one bar per day.
 function drawUsage() {
   const plot = document.getElementById("usage-plot");
-  if (!usage || typeof Plotly === "undefined") return;
+  if (!usage) return;
   const counter = document.getElementById("usage-counter").value;
   const byDay = new Map(usage.days.map((d) => [d.day, d[counter]]));
   const x = [], y = [];
@@ -404,7 +404,7 @@ function drawUsage() {
   plot.dataset.total = String(y.reduce((a, b) => a + b, 0));
   plot.hidden = usage.days.length === 0; // the empty state says it; no chart of zeros
   if (plot.hidden) {
-    Plotly.purge(plot);
+    window.Plotly?.purge(plot); // nothing to clear when the library is not loaded yet
     return;
   }
   const colors = themeColors();
@@ -422,7 +422,7 @@ function drawUsage() {
     bargap: 0.2,
     showlegend: false,
   });
-  Plotly.react(plot, [trace], layout, { displayModeBar: false, responsive: true });
+  plotly().then((Plotly) => Plotly.react(plot, [trace], layout, { displayModeBar: false, responsive: true })).catch(showError);
 }
 
 // -- start ------------------------------------------------------------------------------

@@ -120,3 +120,25 @@ export function niceBucket(rangeSeconds, widthPixels) {
   const days = Math.ceil(raw / 86400);
   return { seconds: days * 86400, label: `${days}d` };
 }
+
+// Plotly (the bundle of the `plotly` package, served from /ui/static/): loaded once, on
+// demand and asynchronously, so a page's API requests run while the browser compiles it
+// (pages preload it in <head>). Resolves to the Plotly object.
+let plotlyLoading = null;
+export function plotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "/ui/static/plotly.min.js";
+      script.async = true;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => {
+        plotlyLoading = null;
+        reject(new Error("the chart library (/ui/static/plotly.min.js) could not be loaded"));
+      };
+      document.head.append(script);
+    });
+  }
+  return plotlyLoading;
+}

@@ -1,12 +1,11 @@
 // Compare runs: one field of 2-10 runs on one chart (aligned on t, bucketed to the
 // chart's width) and their summary figures side by side.
-import { api, onThemeChange, showError, startSession, themedLayout } from "./common.js";
+import { api, onThemeChange, plotly, showError, startSession, themedLayout } from "./common.js";
 import {
   PLOT_CONFIG, RUN_ID, UNIT, compareHref, debounce, el, number, orderFields, parameterSymbol,
   plotPixels, runAxes, runHref, statusBadge, statusOf, summaryFigures, tBucket,
 } from "./runs_common.js";
 
-/* global Plotly */
 const MAX_COMPARE = 10;
 const PARAMETERS = ["population", "beta", "gamma", "sigma", "mu"];
 const given = new URLSearchParams(location.search);
@@ -99,7 +98,7 @@ function draw() {
   document.getElementById("bucket").textContent = answer.bucket
     ? `· mean per ${number(answer.bucket)} t (${answer.t.length} points)`
     : `· every step (${answer.t.length} points)`;
-  return Plotly.react(plot, traces, themedLayout(layout), PLOT_CONFIG).then(() => {
+  return plotly().then((Plotly) => Plotly.react(plot, traces, themedLayout(layout), PLOT_CONFIG)).then(() => {
     plot.dataset.points = String(answer.t.length);
     plot.dataset.traces = String(traces.length);
   });
@@ -145,6 +144,7 @@ function refresh() {
 
 async function main() {
   try {
+    plotly().catch(showError); // loads and compiles while the page asks for its data
     await startSession();
     if (ids.length === 0) return problem("Nothing to compare", "No runs were given: the address needs ?ids=a,b (2–10 run ids).");
     if (ids.length === 1) return problem("Pick one more run", `Comparing needs at least 2 runs; only ${quoted(ids)} was given.`);

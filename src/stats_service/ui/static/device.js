@@ -1,10 +1,9 @@
 // Device page: one chart per metric, bucketed by the server to at most a point per pixel.
 // Recent ranges follow the live feed: new points re-read only the last bucket onwards.
 import { chartMarks } from "./annotations.js";
-import { api, formatValue, niceBucket, onThemeChange, showError, startSession, themedLayout } from "./common.js";
+import { api, formatValue, niceBucket, onThemeChange, plotly, showError, startSession, themedLayout } from "./common.js";
 import { LiveFeed, liveBadge } from "./live.js";
 
-/* global Plotly */
 const device = decodeURIComponent(location.pathname.replace(/^\/ui\/devices\//, ""));
 const state = { range: 3600, from: null, to: null, fn: "mean" };
 const LIVE_THROTTLE_MS = 1000; // at most one tail re-read per second
@@ -74,6 +73,7 @@ async function plotOne(plot) {
         : []),
     ],
   });
+  const Plotly = await plotly();
   await Plotly.react(plot, traces(group, state.fn), layout, { responsive: true, displaylogo: false });
   plot.dataset.points = String(group.t.length);
   plot.dataset.marks = String(marks.count);
@@ -242,7 +242,8 @@ async function main() {
   try {
     document.getElementById("title").textContent = device;
     document.title = `${device} · StatisticsService`;
-    await startSession();
+    plotly().catch(showError); // loads and compiles while the data is asked for
+    const session = startSession();
     for (const button of document.querySelectorAll("#presets button")) {
       const value = button.dataset.range;
       button.addEventListener("click", () => choose(value === "custom" ? "custom" : Number(value)));
@@ -260,7 +261,7 @@ async function main() {
     for (const button of document.querySelectorAll("#presets button")) {
       button.setAttribute("aria-pressed", String(button.dataset.range === "3600"));
     }
-    await loadSeries();
+    await Promise.all([session, loadSeries()]);
   } catch (error) {
     showError(error);
   }

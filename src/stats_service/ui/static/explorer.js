@@ -3,9 +3,8 @@
 // (?series=<id>,<id>&range=3600&fn=mean, or from=/to= for a custom range) and exports as
 // CSV, JSON or PNG. Pure helpers are exported (the browser tests import them).
 import { chartMarks } from "./annotations.js";
-import { api, formatValue, niceBucket, onThemeChange, showError, startSession, themeColors, themedLayout } from "./common.js";
+import { api, formatValue, niceBucket, onThemeChange, plotly, showError, startSession, themeColors, themedLayout } from "./common.js";
 
-/* global Plotly */
 export const MAX_SERIES = 10;
 export const PRESETS = [900, 3600, 86400, 604800, 2592000];
 const DEFAULT_RANGE = 3600;
@@ -383,7 +382,7 @@ async function draw() {
   $("empty").hidden = !empty;
   plot.hidden = empty;
   if (empty) {
-    Plotly.purge(plot); // its event handlers too
+    window.Plotly?.purge(plot); // its event handlers too (nothing drawn before it loaded)
     plot.zoomBound = false;
     view = null;
     setExports(false);
@@ -412,6 +411,7 @@ async function draw() {
       max: group ? group.max : [],
     };
   });
+  const Plotly = await plotly();
   await Plotly.react(plot, traces(drawn, state.fn), layoutOf(drawn, from, to, marks), {
     responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"],
   });
@@ -626,6 +626,7 @@ async function restore(ids) {
 
 async function main() {
   try {
+    plotly().catch(showError); // loads and compiles while the page asks for its data
     await startSession();
     const query = readQuery(location.search);
     Object.assign(state, { range: query.range, from: query.from, to: query.to, fn: query.fn });
@@ -664,7 +665,7 @@ async function main() {
     $("export-png").addEventListener("click", () => {
       if (!view) return;
       const plot = $("plot");
-      Plotly.downloadImage(plot, { format: "png", filename: exportName(), width: plot.clientWidth, height: plot.clientHeight }).catch(showError);
+      window.Plotly.downloadImage(plot, { format: "png", filename: exportName(), width: plot.clientWidth, height: plot.clientHeight }).catch(showError);
     });
     onThemeChange(() => state.series.length && refresh());
     await Promise.all([loadDevices(), restore(query.ids)]);

@@ -1,12 +1,11 @@
 // One run: summary figures, the timeline of every compartment (bucketed on t to the
 // chart's width), parameters, per-field statistics, exports. A running run refreshes.
-import { api, apiBase, onThemeChange, showError, startSession, themedLayout } from "./common.js";
+import { api, apiBase, onThemeChange, plotly, showError, startSession, themedLayout } from "./common.js";
 import {
   PLOT_CONFIG, RUN_ID, UNIT, colorOf, dateTime, debounce, el, figure, number, orderFields,
   parameterSymbol, plotPixels, runAxes, statusBadge, statusOf, summaryFigures, tBucket,
 } from "./runs_common.js";
 
-/* global Plotly */
 const REFRESH_MS = 5000;
 const runId = decodeURIComponent(location.pathname.replace(/^\/ui\/runs\//, ""));
 const path = "/v1/runs/" + encodeURIComponent(runId);
@@ -120,7 +119,7 @@ function drawTimeline() {
   document.getElementById("bucket").textContent = bucket
     ? `· mean per ${number(bucket)} t (${timeline.t.length} points)`
     : `· every step (${timeline.t.length} points)`;
-  return Plotly.react(plot, traces, themedLayout(layout), PLOT_CONFIG).then(() => {
+  return plotly().then((Plotly) => Plotly.react(plot, traces, themedLayout(layout), PLOT_CONFIG)).then(() => {
     plot.dataset.points = String(timeline.t.length);
     plot.dataset.traces = String(traces.length);
   });
@@ -172,6 +171,7 @@ function refresh() {
 async function main() {
   try {
     document.getElementById("title").textContent = runId;
+    plotly().catch(showError); // loads and compiles while the page asks for its data
     await startSession();
     if (!runId) return missing("Give a run id: /ui/runs/<id>.");
     for (const format of ["csv", "json", "parquet"]) {
