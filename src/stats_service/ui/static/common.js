@@ -142,3 +142,54 @@ export function plotly() {
   }
   return plotlyLoading;
 }
+
+// A plain SVG drawing of a chart's data, shown at once while Plotly loads (it is large:
+// compiling it takes a second or more on a small machine the first time), then replaced
+// by the interactive chart. lines: [{ y: [...], color }], band: { lo: [...], hi: [...] }.
+export function previewChart(element, x, lines, band = null) {
+  const width = Math.max(1, element.clientWidth), height = Math.max(1, element.clientHeight);
+  const pad = { l: 60, r: 10, t: 10, b: 30 };
+  const times = x.map((t) => (typeof t === "number" ? t : Date.parse(t))); // dates or numbers
+  const values = [...lines.flatMap((l) => l.y), ...(band ? [...band.lo, ...band.hi] : [])].filter((v) => v !== null && Number.isFinite(v));
+  element.querySelector("svg.preview")?.remove();
+  if (times.length === 0 || values.length === 0) return;
+  const [t0, t1] = [Math.min(...times), Math.max(...times)];
+  let [lo, hi] = [Math.min(...values), Math.max(...values)];
+  if (hi === lo) [lo, hi] = [lo - 1, hi + 1];
+  const px = (t) => pad.l + ((t - t0) / (t1 - t0 || 1)) * (width - pad.l - pad.r);
+  const py = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * (height - pad.t - pad.b);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "preview");
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height));
+  const path = (points) => points.map(([a, b], i) => `${i ? "L" : "M"}${a.toFixed(1)},${b.toFixed(1)}`).join("");
+  const colors = themeColors();
+  if (band) {
+    const upper = times.map((t, i) => [t, band.hi[i]]).filter(([, v]) => v !== null);
+    const lower = times.map((t, i) => [t, band.lo[i]]).filter(([, v]) => v !== null).reverse();
+    const area = document.createElementNS(ns, "path");
+    area.setAttribute("d", path([...upper, ...lower].map(([t, v]) => [px(t), py(v)])) + "Z");
+    area.setAttribute("fill", getComputedStyle(document.documentElement).getPropertyValue("--band").trim());
+    svg.append(area);
+  }
+  for (const line of lines) {
+    const drawn = document.createElementNS(ns, "path");
+    drawn.setAttribute("d", path(times.map((t, i) => [t, line.y[i]]).filter(([, v]) => v !== null).map(([t, v]) => [px(t), py(v)])));
+    drawn.setAttribute("fill", "none");
+    drawn.setAttribute("stroke", line.color || colors.accent);
+    drawn.setAttribute("stroke-width", "1.8");
+    svg.append(drawn);
+  }
+  for (const [v, y] of [[hi, pad.t], [lo, height - pad.b]]) {
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", String(pad.l - 6));
+    label.setAttribute("y", String(y + 4));
+    label.setAttribute("text-anchor", "end");
+    label.setAttribute("font-size", "11");
+    label.setAttribute("fill", colors.muted);
+    label.textContent = String(+v.toPrecision(4));
+    svg.append(label);
+  }
+  element.append(svg);
+}

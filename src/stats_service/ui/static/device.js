@@ -1,7 +1,7 @@
 // Device page: one chart per metric, bucketed by the server to at most a point per pixel.
 // Recent ranges follow the live feed: new points re-read only the last bucket onwards.
 import { chartMarks } from "./annotations.js";
-import { api, formatValue, niceBucket, onThemeChange, plotly, showError, startSession, themedLayout } from "./common.js";
+import { api, formatValue, niceBucket, onThemeChange, plotly, previewChart, showError, startSession, themedLayout } from "./common.js";
 import { LiveFeed, liveBadge } from "./live.js";
 
 const device = decodeURIComponent(location.pathname.replace(/^\/ui\/devices\//, ""));
@@ -74,6 +74,7 @@ async function plotOne(plot) {
     ],
   });
   const Plotly = await plotly();
+  plot.querySelector("svg.preview")?.remove();
   await Plotly.react(plot, traces(group, state.fn), layout, { responsive: true, displaylogo: false });
   plot.dataset.points = String(group.t.length);
   plot.dataset.marks = String(marks.count);
@@ -82,7 +83,17 @@ async function plotOne(plot) {
 
 async function plotAll() {
   if (!view) return;
-  for (const plot of document.querySelectorAll(".plot")) await plotOne(plot);
+  const plots = [...document.querySelectorAll(".plot")];
+  if (!window.Plotly) {
+    // the data came before the chart library: draw it plainly meanwhile
+    for (const plot of plots) {
+      const group = view.groups.get(plot.dataset.series);
+      if (!group) continue;
+      previewChart(plot, group.t, [{ y: group[state.fn] }], { lo: group.min, hi: group.max });
+      plot.dataset.preview = String(group.t.length);
+    }
+  }
+  for (const plot of plots) await plotOne(plot);
 }
 
 function aggregateParams(from, to, bucket) {
@@ -242,7 +253,8 @@ async function main() {
   try {
     document.getElementById("title").textContent = device;
     document.title = `${device} · StatisticsService`;
-    plotly().catch(showError); // loads and compiles while the data is asked for
+    // Plotly is fetched meanwhile (preloaded) but compiled only once the first data is
+    // drawn plainly: compiling it holds the page's thread for a second or more
     const session = startSession();
     for (const button of document.querySelectorAll("#presets button")) {
       const value = button.dataset.range;

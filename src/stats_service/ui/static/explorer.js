@@ -3,7 +3,7 @@
 // (?series=<id>,<id>&range=3600&fn=mean, or from=/to= for a custom range) and exports as
 // CSV, JSON or PNG. Pure helpers are exported (the browser tests import them).
 import { chartMarks } from "./annotations.js";
-import { api, formatValue, niceBucket, onThemeChange, plotly, showError, startSession, themeColors, themedLayout } from "./common.js";
+import { api, formatValue, niceBucket, onThemeChange, plotly, previewChart, showError, startSession, themeColors, themedLayout } from "./common.js";
 
 export const MAX_SERIES = 10;
 export const PRESETS = [900, 3600, 86400, 604800, 2592000];
@@ -411,7 +411,15 @@ async function draw() {
       max: group ? group.max : [],
     };
   });
+  const aligned = drawn.every((s) => s.axis === drawn[0].axis && s.t.length === drawn[0].t.length && s.t[0] === drawn[0].t[0]);
+  if (!window.Plotly && drawn.length > 0 && aligned) {
+    // the data came before the chart library: draw it plainly while it compiles
+    const band = drawn.length === 1 ? { lo: drawn[0].min, hi: drawn[0].max } : null;
+    previewChart(plot, drawn[0].t, drawn.map((s) => ({ y: s.values })), band);
+    plot.dataset.preview = String(drawn.reduce((sum, s) => sum + s.t.length, 0));
+  }
   const Plotly = await plotly();
+  plot.querySelector("svg.preview")?.remove();
   await Plotly.react(plot, traces(drawn, state.fn), layoutOf(drawn, from, to, marks), {
     responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"],
   });
@@ -626,7 +634,6 @@ async function restore(ids) {
 
 async function main() {
   try {
-    plotly().catch(showError); // loads and compiles while the page asks for its data
     await startSession();
     const query = readQuery(location.search);
     Object.assign(state, { range: query.range, from: query.from, to: query.to, fn: query.fn });

@@ -1,6 +1,6 @@
 // One run: summary figures, the timeline of every compartment (bucketed on t to the
 // chart's width), parameters, per-field statistics, exports. A running run refreshes.
-import { api, apiBase, onThemeChange, plotly, showError, startSession, themedLayout } from "./common.js";
+import { api, apiBase, onThemeChange, plotly, previewChart, showError, startSession, themedLayout } from "./common.js";
 import {
   PLOT_CONFIG, RUN_ID, UNIT, colorOf, dateTime, debounce, el, figure, number, orderFields,
   parameterSymbol, plotPixels, runAxes, statusBadge, statusOf, summaryFigures, tBucket,
@@ -119,7 +119,15 @@ function drawTimeline() {
   document.getElementById("bucket").textContent = bucket
     ? `· mean per ${number(bucket)} t (${timeline.t.length} points)`
     : `· every step (${timeline.t.length} points)`;
-  return plotly().then((Plotly) => Plotly.react(plot, traces, themedLayout(layout), PLOT_CONFIG)).then(() => {
+  if (!window.Plotly) {
+    // the steps came before the chart library: draw them plainly while it compiles
+    previewChart(plot, timeline.t, fields.map((name) => ({ y: timeline[name], color: colorOf(name) })));
+    plot.dataset.preview = String(timeline.t.length);
+  }
+  return plotly().then((Plotly) => {
+    plot.querySelector("svg.preview")?.remove();
+    return Plotly.react(plot, traces, themedLayout(layout), PLOT_CONFIG);
+  }).then(() => {
     plot.dataset.points = String(timeline.t.length);
     plot.dataset.traces = String(traces.length);
   });
@@ -171,7 +179,6 @@ function refresh() {
 async function main() {
   try {
     document.getElementById("title").textContent = runId;
-    plotly().catch(showError); // loads and compiles while the page asks for its data
     await startSession();
     if (!runId) return missing("Give a run id: /ui/runs/<id>.");
     for (const format of ["csv", "json", "parquet"]) {
