@@ -23,16 +23,19 @@ from .api.middleware import RequestMetrics
 from .api.problems import Problem
 from .api.routers import (
     admin,
+    anomalies,
     chart_annotations,
     contracts,
     devices,
     export,
     fleet,
+    forecast,
     health,
     homeassistant,
     influx,
     ingest,
     live,
+    patterns,
     prometheus,
     runs,
     series,
@@ -76,6 +79,9 @@ ROUTERS = (
     stats_api,
     tasks,
     chart_annotations,
+    anomalies,
+    forecast,
+    patterns,
     ui,
 )
 

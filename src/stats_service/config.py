@@ -326,6 +326,28 @@ class Settings(BaseSettings):
         '`{"type": "ping"}` message (a client may ask for another interval).',
     )
 
+    # -- analytics (docs/analytics.md) ----------------------------------------------------
+    model_dir: Path | None = Field(
+        None, description="Directory of trained detector models (default: <data_dir>/models)."
+    )
+    scoring_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds between two runs of scheduled anomaly scoring (a tenant may set "
+        "its own interval).",
+    )
+    realtime_scoring: bool = Field(
+        True,
+        description="Score new points of series with a trained model as they are committed "
+        "(streaming detectors), so a fresh anomaly shows within seconds.",
+    )
+    analysis_max_points: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Points an analysis request (forecast, patterns, scoring) may read; more "
+        "are refused with 400 naming the limit.",
+    )
+
     @field_validator("admin_key")
     @classmethod
     def _admin_key_strong(cls, value: str | None) -> str | None:
@@ -355,6 +377,10 @@ class Settings(BaseSettings):
         if self.cold_s3_cache_dir is not None:
             return self.cold_s3_cache_dir
         return self.data_dir / "cold-cache"
+
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
 
     @property
     def archive_dir(self) -> Path:
