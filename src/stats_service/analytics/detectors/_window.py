@@ -1,0 +1,242 @@
+"""Shared machinery of the catalogue's detectors: a bounded history buffer that makes
+every detector a stream.
+
+A detector keeps the last `history` points (times, values), the count `n` of points
+seen so far and a few running numbers (`extra`, e.g. the largest z so far). `score`
+appends the new points to the buffer and asks the subclass for the scores of the new
+rows only. Everything a score uses is a trailing window of the buffer or a running
+number, so the score of point i depends on points 0..i only: scoring a prefix gives the
+same scores as the same rows of the full series, and `make(name, state=d.state())`
+goes on exactly where `d` stopped.
+
+Windowed statistics are computed at *anchors*: every `step` points (counted from the
+first point of the stream, so the anchors do not depend on how the stream is cut into
+calls) from the `window` points before the anchor. Point i uses the anchor at or before
+i. This keeps the cost at O(n * window / step) and uses past points only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .base import FloatArray, IntArray
+
+MAD_TO_SIGMA = 1.4826
+
+
+def as_arrays(times_us: Any, values: Any) -> tuple[IntArray, FloatArray]:
+    t = np.asarray(times_us, dtype=np.int64).ravel()
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if t.shape != v.shape:
+        raise ValueError("times_us and values must have the same length")
+    return t, v
+
+
+def ffill(v: FloatArray, last: float) -> FloatArray:
+    """Non-finite values take the last finite value before them (`last` carries it
+    across calls; 0 when there is none yet)."""
+    bad = ~np.isfinite(v)
+    if not bad.any():
+        return v
+    idx = np.where(bad, -1, np.arange(v.size))
+    idx = np.maximum.accumulate(idx)
+    fill = last if np.isfinite(last) else 0.0
+    out: FloatArray = np.where(idx >= 0, v[np.maximum(idx, 0)], fill)
+    return out
+
+
+def anchor_windows(
+    v: FloatArray, base: int, start: int, window: int, step: int, min_points: int = 8
+) -> tuple[IntArray, Rows | None, IntArray]:
+    """The anchors that rows start.. of `v` use, and the trailing windows behind them.
+
+    `v` is the buffer (absolute index of v[0] is `base`); rows `start:` are the new
+    ones. Returns (anchor_of_row, windows, ok): anchor_of_row[k] is the position in the
+    returned list of anchors used by new row k; windows holds one row per anchor
+    (`window` columns, NaN-padded at the left while the stream is young), and ok
+    marks anchors that had at least `min_points` past points."""
+    n_new = v.size - start
+    abs_idx = base + start + np.arange(n_new)
+    anchor_abs = (abs_idx // step) * step
+    uniq, inv = np.unique(anchor_abs, return_inverse=True)
+    rel = uniq - base  # position of each anchor in the buffer
+    if uniq.size == 0:
+        return inv.astype(np.int64), None, np.zeros(0, dtype=np.int64)
+    padded = np.concatenate((np.full(window, np.nan), v))
+    # window for anchor at buffer position r is v[r-window:r] = padded[r:r+window]
+    if (rel < 0).any():
+        raise RuntimeError("history buffer too short for the anchors")
+    view = sliding_window_view(padded, window)
+    wins = Rows(view, rel)
+    have = np.minimum(uniq, window)  # past points available (absolute count)
+    ok = (have >= min_points).astype(np.int64)
+    # rows whose window starts before the stream start carry NaN where there is no data
+    return inv.astype(np.int64), wins, ok
+
+
+class WindowDetector:
+    """Base class: buffer, state round trip, update(), explain()."""
+
+    name: ClassVar[str] = "window"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, state: dict[str, Any] | None = None, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
+                f"known: {sorted(self.defaults)}"
+            )
+        merged = dict(self.defaults)
+        if state is not None:
+            merged.update(state.get("params", {}))
+        merged.update(params)
+        self.params: dict[str, Any] = merged
+        self._n = 0
+        self._t: IntArray = np.zeros(0, dtype=np.int64)
+        self._v: FloatArray = np.zeros(0, dtype=np.float64)
+        self._last = float("nan")
+        self.extra: dict[str, Any] = self.initial_extra()
+        self._explain: dict[str, Any] = {"rule": self.name, "reason": "no point scored yet"}
+        if state is not None:
+            self._n = int(state["n"])
+            self._t = np.asarray(state["t"], dtype=np.int64)
+            self._v = np.asarray(state["v"], dtype=np.float64)
+            self._last = float(state.get("last", float("nan")))
+            self.extra.update(state.get("extra", {}))
+            self._explain = dict(state.get("explain", self._explain))
+            self.restore()
+
+    # --- for subclasses -------------------------------------------------------
+    def history(self) -> int:
+        """How many past points the scores of new points may use."""
+        raise NotImplementedError
+
+    def initial_extra(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self) -> None:
+        """Rebuild anything derived (fitted models) after a state was loaded."""
+
+    def compute(self, t: IntArray, v: FloatArray, start: int, base: int) -> FloatArray:
+        """Scores of rows start.. of the buffer (t, v); v[0] has absolute index base.
+        May update self.extra (running numbers) and self._explain."""
+        raise NotImplementedError
+
+    # --- the interface --------------------------------------------------------
+    def score(self, times_us: IntArray, values: FloatArray) -> FloatArray:
+        t_new, v_new = as_arrays(times_us, values)
+        if t_new.size == 0:
+            return np.zeros(0, dtype=np.float64)
+        v_new = ffill(v_new, self._last)
+        self._last = float(v_new[-1])
+        h = self._t.size
+        t = np.concatenate((self._t, t_new))
+        v = np.concatenate((self._v, v_new))
+        base = self._n - h
+        out = self.compute(t, v, h, base)
+        out = np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        self._n += t_new.size
+        keep = max(int(self.history()), 1)
+        self._t = t[-keep:].copy()
+        self._v = v[-keep:].copy()
+        self.after_score(t, v, base)
+        return out
+
+    def after_score(self, t: IntArray, v: FloatArray, base: int) -> None:
+        """Hook after the buffer moved on (e.g. refit models on schedule)."""
+
+    def update(self, time_us: int, value: float) -> float:
+        return float(self.score(np.array([time_us]), np.array([value]))[0])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": dict(self.params),
+            "n": self._n,
+            "t": self._t.tolist(),
+            "v": self._v.tolist(),
+            "last": self._last if np.isfinite(self._last) else None,
+            "extra": _jsonable(self.extra),
+            "explain": _jsonable(self._explain),
+        }
+
+    def explain(self) -> dict[str, Any]:
+        return dict(self._explain)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_jsonable(v) for v in x.tolist()]
+    if isinstance(x, (np.floating, float)):
+        f = float(x)
+        return f if np.isfinite(f) else None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    return x
+
+
+def _nanmedian_row(row: FloatArray) -> float:
+    row = row[~np.isnan(row)]
+    return float(np.median(row)) if row.size else float("nan")
+
+
+class Rows:
+    """Rows `rel` of a sliding-window view, materialised a chunk at a time."""
+
+    def __init__(self, view: FloatArray, rel: IntArray) -> None:
+        self.view = view
+        self.rel = rel
+
+    def __len__(self) -> int:
+        return int(self.rel.size)
+
+    def chunk(self, lo: int, hi: int) -> FloatArray:
+        out: FloatArray = self.view[self.rel[lo:hi]]
+        return out
+
+    def all(self) -> FloatArray:
+        return self.chunk(0, len(self))
+
+
+def median_mad_rows(w: Rows, chunk: int = 2048) -> tuple[FloatArray, FloatArray]:
+    """Median and MAD (not rescaled) of each row of `w`, ignoring NaN. Works in chunks
+    that stay in cache (a plain np.median of a large 2-D copy is several times slower)."""
+    rows = len(w)
+    med = np.empty(rows)
+    mad = np.empty(rows)
+    for lo in range(0, rows, chunk):
+        c = w.chunk(lo, lo + chunk)
+        nan_rows = np.flatnonzero(np.isnan(c).any(axis=1))
+        if nan_rows.size:
+            for i in nan_rows:
+                m = _nanmedian_row(c[i])
+                med[lo + i] = m
+                mad[lo + i] = _nanmedian_row(np.abs(c[i] - m))
+            c[nan_rows] = 0.0
+        m_c = np.median(c, axis=1)
+        np.subtract(c, m_c[:, None], out=c)
+        np.abs(c, out=c)
+        d_c = np.median(c, axis=1, overwrite_input=True)
+        if nan_rows.size:
+            keep = np.ones(c.shape[0], dtype=bool)
+            keep[nan_rows] = False
+            med[lo : lo + c.shape[0]][keep] = m_c[keep]
+            mad[lo : lo + c.shape[0]][keep] = d_c[keep]
+        else:
+            med[lo : lo + c.shape[0]] = m_c
+            mad[lo : lo + c.shape[0]] = d_c
+    return med, mad
+
+
+def running_max(x: FloatArray, prev: float) -> FloatArray:
+    """max(prev, x[0..k]) for each k."""
+    out: FloatArray = np.maximum.accumulate(np.concatenate(([prev], x)))[1:]
+    return out
