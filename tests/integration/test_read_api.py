@@ -352,6 +352,7 @@ def test_usage_merges_stored_rows_and_unflushed_counters(
         "bytes": 2000,
         "requests": 3,
         "rejected": 1,
+        "windows_scored": 0,
     }
     assert days[today.isoformat()]["requests"] >= 1  # this very request, at least
     with services.store.reader() as cur:
@@ -366,7 +367,14 @@ def test_usage_merges_stored_rows_and_unflushed_counters(
             },
         )
     assert merged["days"] == [
-        {"day": "2024-05-01", "points": 101, "bytes": 2002, "requests": 6, "rejected": 5}
+        {
+            "day": "2024-05-01",
+            "points": 101,
+            "bytes": 2002,
+            "requests": 6,
+            "rejected": 5,
+            "windows_scored": 0,
+        }
     ]
     assert client.get("/v1/usage?from=2024-05-02&to=2024-05-01", headers=read).status_code == 400
 

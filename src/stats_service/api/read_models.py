@@ -146,6 +146,7 @@ class UsageDay(BaseModel):
     bytes: int
     requests: int
     rejected: int
+    windows_scored: int = Field(0, description="Windows given an anomaly score that day.")
 
 
 class UsageOut(BaseModel):

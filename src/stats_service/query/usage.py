@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from ..errors import BadParameter
+from ..storage.anomaly_scores import windows_scored
 
 COUNTERS = ("points", "bytes", "requests", "rejected")
 MAX_DAYS = 3660
@@ -32,6 +33,9 @@ def usage_days(
         [tenant_id, start, end],
     ).fetchall()
     days: dict[date, list[int]] = {row[0]: [int(v) for v in row[1:]] for row in rows}
+    scored = windows_scored(cur, tenant_id, start, end)  # anomaly scoring's own table
+    for day in scored:
+        days.setdefault(day, [0, 0, 0, 0])
     for (tenant, day), counts in pending.items():
         if tenant == tenant_id and start <= day <= end:
             total = days.setdefault(day, [0, 0, 0, 0])
@@ -41,7 +45,11 @@ def usage_days(
         "from": start.isoformat(),
         "to": end.isoformat(),
         "days": [
-            {"day": day.isoformat(), **dict(zip(COUNTERS, days[day], strict=True))}
+            {
+                "day": day.isoformat(),
+                **dict(zip(COUNTERS, days[day], strict=True)),
+                "windows_scored": scored.get(day, 0),
+            }
             for day in sorted(days)
         ],
     }

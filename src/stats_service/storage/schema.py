@@ -228,4 +228,48 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS annotations_tenant_start ON annotations (tenant_id, start_ts);
     """,
+    # 8: anomaly scoring (analytics/pipeline.py): trained detector models per series
+    # (storage/models.py), scores per window (storage/anomaly_scores.py), a tenant's own
+    # scoring interval (no row or NULL: the setting) and the windows scored per tenant and
+    # day. Both live in tables of their own beside `tenants` and `usage`: rows of those
+    # are inserted by position (a new column would break those inserts)
+    """
+    CREATE SEQUENCE IF NOT EXISTS model_ids START 1;
+    CREATE TABLE IF NOT EXISTS models (
+        tenant_id INTEGER NOT NULL,
+        id BIGINT NOT NULL,
+        series_id BIGINT NOT NULL,
+        detector VARCHAR NOT NULL,
+        params VARCHAR NOT NULL DEFAULT '{}',
+        train_from TIMESTAMP NOT NULL,
+        train_to TIMESTAMP NOT NULL,
+        path VARCHAR NOT NULL,
+        metrics VARCHAR NOT NULL DEFAULT '{}',
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, id),
+        UNIQUE (tenant_id, series_id, detector)
+    );
+    CREATE TABLE IF NOT EXISTS anomaly_scores (
+        tenant_id INTEGER NOT NULL,
+        series_id BIGINT NOT NULL,
+        window_end TIMESTAMP NOT NULL,
+        window_start TIMESTAMP NOT NULL,
+        score DOUBLE NOT NULL,
+        detector VARCHAR NOT NULL,
+        explanation VARCHAR NOT NULL DEFAULT '{}',
+        scored_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (tenant_id, series_id, window_end)
+    );
+    CREATE TABLE IF NOT EXISTS tenant_scoring (
+        tenant_id INTEGER PRIMARY KEY,
+        scoring_interval_s DOUBLE
+    );
+    CREATE TABLE IF NOT EXISTS usage_analytics (
+        tenant_id INTEGER NOT NULL,
+        day DATE NOT NULL,
+        windows_scored BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, day)
+    );
+    """,
 )
