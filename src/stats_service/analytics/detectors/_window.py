@@ -240,3 +240,52 @@ def running_max(x: FloatArray, prev: float) -> FloatArray:
     """max(prev, x[0..k]) for each k."""
     out: FloatArray = np.maximum.accumulate(np.concatenate(([prev], x)))[1:]
     return out
+
+
+def block_records(
+    f: FloatArray, abs_idx: IntArray, blocks: dict[str, float], block: int, keep: int
+) -> FloatArray:
+    """For each row: the largest f over the previous `keep` whole blocks of `block`
+    points and the rows of its own block before it (strictly before the row).
+    `blocks` maps block id (str) → max and is updated (only the last keep+1 stay)."""
+    m = f.size
+    out = np.zeros(m)
+    if m == 0:
+        return out
+    bid = abs_idx // block
+    starts = np.flatnonzero(np.concatenate(([True], bid[1:] != bid[:-1])))
+    ends = np.concatenate((starts[1:], [m]))
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        b = int(bid[s])
+        prior = [blocks.get(str(b - k), 0.0) for k in range(1, keep + 1)]
+        base_max = max(prior) if prior else 0.0
+        own = blocks.get(str(b), 0.0)
+        seg = f[s:e]
+        run = np.maximum.accumulate(np.concatenate(([own], seg)))[:-1]
+        out[s:e] = np.maximum(run, base_max)
+        blocks[str(b)] = float(max(own, float(seg.max())))
+    last = int(bid[-1])
+    for k in [k for k in blocks if int(k) < last - keep]:
+        del blocks[k]
+    return out
+
+
+def record_ratio_score(
+    f: FloatArray,
+    abs_idx: IntArray,
+    blocks: dict[str, float],
+    block: int = 64,
+    keep: int = 20,
+    power: float = 4.0,
+) -> FloatArray:
+    """Per-series calibration: f divided by the largest f of the recent past (the last
+    `keep` blocks of `block` points, see block_records), mapped to r^p / (1 + r^p):
+    0.5 when a point equals the recent record, near 1 well above it."""
+    f = np.nan_to_num(np.asarray(f, dtype=np.float64), nan=0.0, posinf=0.0)
+    before = block_records(f, abs_idx, blocks, block, keep)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
+    r = np.where((before <= 0) & (f > 0), 1.0, r)
+    rp = r**power
+    out: FloatArray = rp / (1.0 + rp)
+    return out

@@ -1,11 +1,153 @@
-"""The default detector (placeholder while being tuned): the robust z-score."""
+"""The default detector: an ensemble of robust evidence, calibrated per series.
+
+Members (each a non-negative "how unusual" number per point, from past points only):
+    spike     robust z of the value against the trailing window (median/MAD)
+    level     robust z of the mean of the last `short` points (level shifts, slow
+              drifts into a new range)
+    jump      robust z of the step from the previous value against the trailing steps
+    season    robust z of the change from the same time one day earlier against the
+              trailing window of such changes (breaks of a daily pattern)
+
+Calibration (the threshold adapts to each series): each member's value is divided by
+the largest value that member has reached before in this series (decaying slowly, so
+that a second anomaly long after the first can stand out again); the ratio r becomes
+r^p / (1 + r^p) (0.5 when the point equals the series' record). The ensemble score is
+the largest calibrated member. After a point scores above `alarm_level`, the next
+`quiet` points are damped (one alarm per event, as NAB rewards).
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from .robust_z import RobustZ
+import numpy as np
+
+from ._window import MAD_TO_SIGMA, WindowDetector, block_records
+from .base import FloatArray, IntArray
+from .robust_z import robust_z
+
+DAY_US = 86_400_000_000
+MEMBERS = ("spike", "level", "jump", "season")
 
 
-class Ensemble(RobustZ):
+def _shift_diff(v: FloatArray) -> FloatArray:
+    d = np.empty_like(v)
+    d[0] = 0.0
+    np.subtract(v[1:], v[:-1], out=d[1:])
+    return d
+
+
+class Ensemble(WindowDetector):
     name: ClassVar[str] = "ensemble"
+    defaults: ClassVar[dict[str, Any]] = {
+        "window": 288,  # trailing points for median/MAD
+        "step": 8,  # window statistics refreshed every `step` points
+        "short": 6,  # points averaged by the level member
+        "min_points": 64,  # no score before this many points
+        "block": 64,  # records are kept per block of points ...
+        "keep": 20,  # ... for this many blocks
+        "power": 4.0,  # sharpness of the record ratio → score map
+        "alarm_level": 0.5,
+        "quiet": 200,  # points damped after an alarm
+        "members": list(MEMBERS),
+        "season_us": DAY_US,
+        "season_max_points": 2016,
+    }
+
+    def history(self) -> int:
+        p = self.params
+        return int(p["window"]) + int(p["step"]) + int(p["short"]) + 2 + int(p["season_max_points"])
+
+    def initial_extra(self) -> dict[str, Any]:
+        e: dict[str, Any] = {f"rec_{m}": {} for m in MEMBERS}
+        e["since_alarm"] = 10**9
+        return e
+
+    def _season_diff(self, t: IntArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """x_i - x(t_i - season) (the last point at or before that time in the buffer),
+        and a mask of where such a point exists."""
+        lag_t = t - int(self.params["season_us"])
+        j = np.searchsorted(t, lag_t, side="right") - 1
+        ok = j >= 0
+        # times may repeat or go back a little: only trust lags about one season back
+        jj = np.maximum(j, 0)
+        ok &= (
+            np.abs((t - t[jj]) - int(self.params["season_us"]))
+            <= int(self.params["season_us"]) // 48
+        )
+        d = np.where(ok, v - v[jj], 0.0)
+        return d, ok.astype(np.float64)
+
+    def compute(self, t: IntArray, v: FloatArray, start: int, base: int) -> FloatArray:
+        p = self.params
+        w, step, mp = int(p["window"]), int(p["step"]), int(p["min_points"])
+        n_new = v.size - start
+        feats: dict[str, FloatArray] = {}
+        members = set(p["members"])
+        z, med, sig = robust_z(v, start, base, w, step, mp)
+        if "spike" in members:
+            feats["spike"] = z
+        if "level" in members:
+            k = int(p["short"])
+            c = np.concatenate(([0.0], np.cumsum(v)))
+            idx = np.arange(start, v.size)
+            lo = np.maximum(idx - k + 1, 0)
+            mean_k = (c[idx + 1] - c[lo]) / (idx + 1 - lo)
+            feats["level"] = np.abs(mean_k - med) / sig
+        if "jump" in members:
+            d = _shift_diff(v)
+            zj, _, _ = robust_z(d, start, base, w, step, mp)
+            feats["jump"] = zj
+        if "season" in members:
+            sd, ok = self._season_diff(t, v)
+            zs, _, _ = robust_z(sd, start, base, w, step, mp)
+            feats["season"] = zs * ok[start:]
+        abs_idx = base + start + np.arange(n_new)
+        young = abs_idx < mp
+        power = float(p["power"])
+        best = np.zeros(n_new)
+        which = np.full(n_new, -1)
+        for k_m, name in enumerate(MEMBERS):
+            if name not in feats:
+                continue
+            f = np.nan_to_num(feats[name], nan=0.0, posinf=0.0)
+            f[young] = 0.0
+            before = block_records(
+                f, abs_idx, self.extra[f"rec_{name}"], int(p["block"]), int(p["keep"])
+            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
+            # the first evidence of a young series has no record yet: ratio 1
+            r = np.where((before <= 0) & (f > 0), 1.0, r)
+            rp = r**power
+            s = rp / (1.0 + rp)
+            better = s > best
+            best = np.where(better, s, best)
+            which = np.where(better, k_m, which)
+        out = self._quiet(best)
+        last = int(which[-1])
+        self._explain = {
+            "rule": self.name,
+            "member": MEMBERS[last] if last >= 0 else None,
+            "score": float(out[-1]),
+            "median": float(med[-1]),
+            "sigma": float(sig[-1]) if np.isfinite(sig[-1]) else None,
+            "mad_to_sigma": MAD_TO_SIGMA,
+        }
+        return out
+
+    def _quiet(self, s: FloatArray) -> FloatArray:
+        """Damp scores for `quiet` points after a point above `alarm_level`."""
+        level = float(self.params["alarm_level"])
+        quiet = int(self.params["quiet"])
+        since = int(self.extra["since_alarm"])
+        out = s.copy()
+        hi = np.flatnonzero(s >= level)
+        pos = -since  # block-relative index of the last alarm
+        for i in hi:
+            if i - pos <= quiet:
+                out[i] = s[i] * level * 0.99
+            else:
+                pos = int(i)
+        self.extra["since_alarm"] = int(s.size - pos)
+        return out
