@@ -47,6 +47,7 @@ from .api.routers import (
 )
 from .api.stats_fast import StatsFastPath
 from .config import Settings
+from .jobs.anomaly_scoring import scoring_job
 from .jobs.compaction import compaction_job
 from .jobs.retention import apply_retention
 from .jobs.rollup import rollup_job
@@ -129,6 +130,7 @@ def create_app(
                 ),
                 *compaction_job(services.store, services.metrics.registry, settings, objects),
                 *rollup_job(services.store, services.metrics.registry, settings),
+                *scoring_job(services.store, settings),
             ]
         )
         scheduler.start()

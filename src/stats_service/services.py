@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .analytics.realtime import CommitFanout, RealtimeScorer
 from .archive.local import LocalArchive
 from .auth.service import AuthService
 from .config import Settings
 from .ingest.pipeline import Pipeline
 from .ingest.usage import UsageCounter
 from .ingest.writer import Writer
-from .jobs import device_analytics  # noqa: F401  (registers the task kind)
+from .jobs import anomaly_scoring, device_analytics  # noqa: F401  (register task kinds)
 from .jobs.tasks import InProcessTaskRunner, TaskRunner
 from .live.hub import LiveHub
 from .metrics import ServiceMetrics
@@ -31,6 +32,7 @@ class Services:
     stats_api: StatsApiStore
     tasks: TaskRunner
     live: LiveHub
+    scorer: RealtimeScorer | None = None  # real-time anomaly scoring (None: off)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -42,6 +44,7 @@ class Services:
         archive = LocalArchive(settings.data_dir)
         usage = UsageCounter()
         metrics = ServiceMetrics()
+        scorer = RealtimeScorer(store) if settings.realtime_scoring else None
         live = LiveHub(
             metrics.registry,
             queue_bytes=settings.live_queue_bytes,
@@ -55,7 +58,7 @@ class Services:
             commit_max_points=settings.commit_max_points,
             linger_s=settings.commit_linger_ms / 1000,
             metrics=metrics,
-            listener=live,
+            listener=live if scorer is None else CommitFanout(live, scorer),
         )
         pipeline = Pipeline(store, writer, usage, metrics, settings)
         auth = AuthService(store, settings)
@@ -64,11 +67,24 @@ class Services:
             store, workers=settings.task_workers, max_pending=settings.task_queue_max
         )
         return cls(
-            settings, store, archive, auth, usage, metrics, writer, pipeline, stats_api, tasks, live
+            settings,
+            store,
+            archive,
+            auth,
+            usage,
+            metrics,
+            writer,
+            pipeline,
+            stats_api,
+            tasks,
+            live,
+            scorer,
         )
 
     def start(self) -> None:
         self.writer.start()
+        if self.scorer is not None:
+            self.scorer.start()
         self.stats_api.ensure_schema()
         self.tasks.start()  # queues again the tasks a stop or crash left unfinished
 
@@ -77,4 +93,6 @@ class Services:
         order: nothing acked is lost)."""
         self.tasks.stop()
         self.writer.stop()
+        if self.scorer is not None:
+            self.scorer.stop()  # after the writer: the last commits are scored too
         self.store.close()

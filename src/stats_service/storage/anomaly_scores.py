@@ -197,3 +197,44 @@ def list_scores(
 
 def today() -> date:
     return datetime.now(UTC).date()
+
+
+def upsert_many(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[int, int, str, WindowScore]],
+    usage: dict[int, int],
+) -> int:
+    """(tenant, series, detector, window) rows of many series in one statement (the
+    real-time scorer's flush); `usage` adds windows scored per tenant to today's count."""
+    if rows:
+        now = utcnow()
+        con.execute(
+            "INSERT INTO anomaly_scores (tenant_id, series_id, window_end, window_start, score, "
+            "detector, explanation, scored_at) "
+            "SELECT tn, sr, make_timestamp(e), make_timestamp(s), v, d, x, ? FROM ("
+            "SELECT unnest(?::INTEGER[]) AS tn, unnest(?::BIGINT[]) AS sr, "
+            "unnest(?::BIGINT[]) AS e, unnest(?::BIGINT[]) AS s, unnest(?::DOUBLE[]) AS v, "
+            "unnest(?::VARCHAR[]) AS d, unnest(?::VARCHAR[]) AS x) "
+            "ON CONFLICT (tenant_id, series_id, window_end) DO UPDATE SET "
+            "window_start = excluded.window_start, score = excluded.score, "
+            "detector = excluded.detector, explanation = excluded.explanation, "
+            "scored_at = excluded.scored_at",
+            [
+                now,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[3].end_us for r in rows],
+                [r[3].start_us for r in rows],
+                [float(r[3].score) for r in rows],
+                [r[2] for r in rows],
+                [
+                    orjson.dumps(r[3].explanation, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                    for r in rows
+                ],
+            ],
+        )
+    day = today()
+    for tenant_id, count in usage.items():
+        if count:
+            add_windows_scored(con, tenant_id, day, count)
+    return len(rows)
