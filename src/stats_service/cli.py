@@ -335,6 +335,15 @@ def db_reclaim(
     )
 
 
+def _anomaly_commands() -> None:
+    from .cli_anomalies import register
+
+    register(app)  # features, train, score
+
+
+_anomaly_commands()
+
+
 def main() -> None:
     app()
 
