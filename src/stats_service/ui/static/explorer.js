@@ -2,8 +2,11 @@
 // chart, bucketed by the server to at most a point per pixel; the view lives in the URL
 // (?series=<id>,<id>&range=3600&fn=mean, or from=/to= for a custom range) and exports as
 // CSV, JSON or PNG. Pure helpers are exported (the browser tests import them).
+// With one series on the chart, the Forecast toggle (?forecast=1) asks
+// /v1/series/{id}/forecast for a fifth of the range after its end, in the chart's bucket,
+// and draws the point forecast dashed with its 80 % and 95 % bands.
 import { chartMarks } from "./annotations.js";
-import { api, formatValue, niceBucket, onThemeChange, plotly, previewChart, showError, startSession, themeColors, themedLayout } from "./common.js";
+import { api, apiBase, formatValue, niceBucket, onThemeChange, plotly, previewChart, showError, startSession, themeColors, themedLayout } from "./common.js";
 
 export const MAX_SERIES = 10;
 export const PRESETS = [900, 3600, 86400, 604800, 2592000];
@@ -182,10 +185,87 @@ function fromUtcInput(value) {
   return value ? fromPlotTime(value) : null;
 }
 
+// ---- forecasts -------------------------------------------------------------------
+
+export const FORECAST_SHARE = 0.2; // the horizon: this share of the range
+const FORECAST_MAX_HORIZON = 1000; // the API's limit (buckets)
+const FORECAST_MAX_HISTORY = 1200; // buckets of history asked for (keeps it a quick answer)
+
+// Query parameters of the forecast of a chart over [from, to) in `bucket`.
+export function forecastParams(from, to, bucket) {
+  const buckets = Math.max(1, Math.round((to - from) / 1000 / bucket.seconds));
+  const horizon = Math.min(FORECAST_MAX_HORIZON, Math.max(1, Math.round(buckets * FORECAST_SHARE)));
+  const start = new Date(Math.max(from.getTime(), to.getTime() - FORECAST_MAX_HISTORY * bucket.seconds * 1000));
+  return { from: start.toISOString(), to: to.toISOString(), bucket: bucket.label, horizon: String(horizon), levels: "80,95" };
+}
+
+// Plotly traces of a forecast answer: per level (widest first) a band between lo and hi,
+// then the point forecast dashed; all start at the last drawn point so they join the line.
+export function forecastTraces(answer, last, color, yaxis = "y", unit = "") {
+  const head = last ? [last.t] : [];
+  const x = [...head, ...answer.t];
+  const start = last ? [last.value] : [];
+  const out = [];
+  const levels = Object.keys(answer.intervals).sort((a, b) => Number(b) - Number(a));
+  levels.forEach((level, i) => {
+    const band = answer.intervals[level];
+    const edge = { color: hexAlpha(color, 0), width: 0 };
+    const alpha = i === levels.length - 1 ? 0.26 : 0.13;
+    out.push({
+      x, y: [...start, ...band.lo], yaxis, name: `${level} % low`, mode: "lines", line: edge, showlegend: false,
+      hovertemplate: `${level} % low %{y:.4~g}${unit}<extra></extra>`, meta: { forecast: "lo", level },
+    });
+    out.push({
+      x, y: [...start, ...band.hi], yaxis, name: `forecast ${level} %`, mode: "lines", line: edge, fill: "tonexty",
+      fillcolor: hexAlpha(color, alpha), showlegend: true, legendgroup: "forecast",
+      hovertemplate: `${level} % high %{y:.4~g}${unit}<extra></extra>`, meta: { forecast: "band", level },
+    });
+  });
+  out.push({
+    x, y: [...start, ...answer.forecast], yaxis, name: `forecast (${answer.model})`, mode: "lines",
+    line: { color, width: 2, dash: "dash" }, legendgroup: "forecast",
+    hovertemplate: `forecast %{y:.4~g}${unit}<extra>${answer.model}</extra>`, meta: { forecast: "mean" },
+  });
+  return out;
+}
+
+// One line about a forecast answer: the model, its backtest errors, the season, notes.
+export function forecastSummary(answer) {
+  const season = answer.season.buckets
+    ? `season ${answer.season.duration || answer.season.buckets + " buckets"}${answer.season.detected ? " (detected)" : ""}`
+    : "no season";
+  const errors = answer.mase === null ? "" : ` · backtest MASE ${answer.mase.toFixed(2)}, sMAPE ${answer.smape.toFixed(1)} %`;
+  const others = answer.candidates
+    .filter((c) => !c.chosen)
+    .map((c) => `${c.model} ${c.mase === null ? "–" : c.mase.toFixed(2)}`)
+    .join(", ");
+  return (
+    `Forecast: ${answer.model}${errors} · ${season} · ${answer.horizon} × ${answer.bucket} ahead` +
+    (others ? ` · other candidates (MASE): ${others}` : "") +
+    (answer.history.interpolated ? ` · ${answer.history.interpolated} empty bucket(s) interpolated` : "")
+  );
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The forecast of one series; long work answers 202 with a task, polled until it ends.
+async function fetchForecast(series, from, to, bucket) {
+  const params = new URLSearchParams(forecastParams(from, to, bucket));
+  const answer = await api(`/v1/series/${encodeURIComponent(series.id)}/forecast?${params}`);
+  if (!answer || !answer.task_id) return answer;
+  for (let i = 0; i < 600; i++) {
+    const task = await api(`${apiBase}/tasks/${answer.task_id}`);
+    if (task.state === "SUCCESS") return task.result;
+    if (task.state === "FAILURE") throw new Error(task.error || "the forecast task failed");
+    await sleep(500);
+  }
+  throw new Error("the forecast task did not finish in 5 minutes");
+}
+
 // ---- the page --------------------------------------------------------------------
 
 const $ = (id) => document.getElementById(id);
-const state = { series: [], range: DEFAULT_RANGE, from: null, to: null, fn: "mean", beforeZoom: null };
+const state = { series: [], range: DEFAULT_RANGE, from: null, to: null, fn: "mean", beforeZoom: null, forecast: false };
 let view = null; // the data of the last draw (for the exports)
 let drawing = 0; // the latest draw wins: an older answer arriving late is dropped
 let picking = 0;
@@ -200,7 +280,7 @@ function timeRange() {
 
 function saveUrl() {
   const query = writeQuery({ ids: state.series.map((s) => s.id), range: state.range, from: state.from, to: state.to, fn: state.fn });
-  history.replaceState(null, "", location.pathname + query);
+  history.replaceState(null, "", location.pathname + query + (state.forecast ? "&forecast=1" : ""));
 }
 
 function notice(text) {
@@ -245,6 +325,12 @@ function renderChosen() {
       return item;
     }),
   );
+  const toggle = $("forecast");
+  toggle.disabled = state.series.length !== 1;
+  toggle.checked = state.forecast && !toggle.disabled;
+  toggle.parentElement.title = toggle.disabled
+    ? "Forecasts are drawn for a single series: keep one on the chart"
+    : "Forecast the series after the range (a fifth of the range ahead)";
   for (const button of document.querySelectorAll("#results button.add")) {
     const on = state.series.some((s) => s.id === button.dataset.series);
     button.disabled = on;
@@ -344,13 +430,13 @@ function traces(drawn, fn) {
   return out;
 }
 
-function layoutOf(drawn, from, to, marks) {
+function layoutOf(drawn, from, to, marks, until = null) {
   const units = unitsOf(drawn);
   const c = themeColors();
   const phone = $("plot").clientWidth < 560;
   const layout = {
     margin: { l: MARGIN.l, r: units.length > 1 ? MARGIN.r2 : MARGIN.r, t: MARGIN.t, b: MARGIN.b },
-    xaxis: { type: "date", range: [plotTime(from), plotTime(to)], automargin: true },
+    xaxis: { type: "date", range: [plotTime(from), plotTime(until && until > to ? until : to)], automargin: true },
     yaxis: { title: { text: unitName(units[0]) }, automargin: true },
     hovermode: "x unified",
     showlegend: true,
@@ -388,6 +474,8 @@ async function draw() {
     setExports(false);
     $("bucket").textContent = "";
     $("summary").textContent = "";
+    $("forecast-info").hidden = true;
+    plot.dataset.forecast = "";
     plot.dataset.points = "0";
     plot.dataset.marks = "0";
     return;
@@ -397,7 +485,14 @@ async function draw() {
   const bucket = niceBucket((to - from) / 1000, plotWidth());
   const fns = [...new Set([state.fn, "min", "max"])];
   const list = [...state.series];
-  const [groups, marks] = await Promise.all([fetchGroups(list, from, to, bucket, fns), marksOf(list, from, to)]);
+  const forecasting = state.forecast && list.length === 1;
+  const forecast = forecasting
+    ? fetchForecast(list[0], from, to, bucket).then(
+        (answer) => ({ answer }),
+        (error) => ({ error }),
+      )
+    : Promise.resolve(null);
+  const [groups, marks, predicted] = await Promise.all([fetchGroups(list, from, to, bucket, fns), marksOf(list, from, to), forecast]);
   if (mine !== drawing) return;
   const drawn = list.map((s) => {
     const group = groups.get(s.id);
@@ -420,7 +515,24 @@ async function draw() {
   }
   const Plotly = await plotly();
   plot.querySelector("svg.preview")?.remove();
-  await Plotly.react(plot, traces(drawn, state.fn), layoutOf(drawn, from, to, marks), {
+  const lines = traces(drawn, state.fn);
+  let until = null;
+  const answer = predicted?.answer;
+  if (answer && answer.t.length) {
+    const s = drawn[0];
+    let at = s.values.length - 1;
+    while (at >= 0 && (s.values[at] === null || s.values[at] === undefined)) at--;
+    const last = at >= 0 ? { t: s.t[at], value: s.values[at] } : null;
+    lines.push(...forecastTraces(answer, last, PALETTE[0], s.axis, s.unit ? " " + s.unit : ""));
+    until = new Date(new Date(answer.t[answer.t.length - 1]).getTime() + bucket.seconds * 1000);
+  }
+  $("forecast-info").hidden = !predicted;
+  if (predicted) {
+    $("forecast-info").textContent = answer ? forecastSummary(answer) : "Forecast: not available (see the message above).";
+  }
+  if (predicted?.error) showError(new Error(`forecast: ${predicted.error.message || predicted.error}`));
+  plot.dataset.forecast = answer ? answer.model : "";
+  await Plotly.react(plot, lines, layoutOf(drawn, from, to, marks, until), {
     responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"],
   });
   if (!plot.zoomBound) {
@@ -637,6 +749,12 @@ async function main() {
     await startSession();
     const query = readQuery(location.search);
     Object.assign(state, { range: query.range, from: query.from, to: query.to, fn: query.fn });
+    state.forecast = new URLSearchParams(location.search).get("forecast") === "1";
+    $("forecast").addEventListener("change", (event) => {
+      state.forecast = event.target.checked;
+      saveUrl();
+      refresh();
+    });
     pressPreset();
     for (const button of document.querySelectorAll("#presets button")) {
       const value = button.dataset.range;
