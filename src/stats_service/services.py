@@ -44,7 +44,7 @@ class Services:
         archive = LocalArchive(settings.data_dir)
         usage = UsageCounter()
         metrics = ServiceMetrics()
-        scorer = RealtimeScorer(store) if settings.realtime_scoring else None
+        scorer = RealtimeScorer(store, metrics.registry) if settings.realtime_scoring else None
         live = LiveHub(
             metrics.registry,
             queue_bytes=settings.live_queue_bytes,

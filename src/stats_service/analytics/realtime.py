@@ -3,14 +3,21 @@ they are committed, so a fresh anomaly shows within seconds (docs/anomaly-scorin
 
 The single writer hands every group commit to its listener (`CommitFanout`: the live
 feed and this scorer). `RealtimeScorer.committed` runs on the writer thread and only
-puts the batches of tenants that have models into a bounded queue (a full queue drops
-them and counts it: the scheduled job scores those windows later). A worker thread of
-its own does the rest: for each series with a model it keeps the streaming detector in
-memory (restored from where the last scoring stopped, else from the trained artefact),
-feeds it the new points with `update()` and keeps the window's largest score and its
-explanation. Every `flush_s` it upserts the windows that changed — the open one too, so
-a spike is in `anomaly_scores` about a second after its commit — in one statement, and
-adds an `anomaly` annotation the first time a window reaches the alarm threshold.
+appends the batches of tenants that have models to a queue bounded in points (beyond
+`queue_points` a batch is dropped and counted). A worker thread of its own does the
+rest, once per cycle (`cycle_s`, 1 s): it takes everything queued, gathers the new
+points of each series with a model, and feeds them to that series' streaming detector
+(kept in memory, restored from where the last scoring stopped, else from the trained
+artefact) in one call per series and window. It keeps each window's largest score and
+the explanation at that point, upserts the windows that changed — the open one too,
+so a spike is in `anomaly_scores` about a cycle after its commit — in one statement,
+and adds an `anomaly` annotation the first time a window reaches the alarm threshold.
+
+It must not slow ingest: besides being off the writer thread, the worker keeps to a
+CPU budget (`cpu_budget`, 10 % of one core): after a cycle that took `busy` seconds it
+waits at least `busy * (1 / budget - 1)`. Under bulk ingest faster than that budget
+can score, the queue fills and batches are dropped (`stats_realtime_dropped_points`);
+the windows they fall into keep the scores of the points that were scored.
 
 Points older than what the detector has seen (late writes) are not fed to it. The
 model list is read again every `refresh_s`: a new or retrained model takes effect
@@ -19,7 +26,7 @@ within that time.
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..ingest.timestamps import format_us
 from ..model import Batch
@@ -39,6 +47,9 @@ from . import pipeline
 from .detectors import Detector
 
 log = structlog.get_logger(__name__)
+
+IntArray = np.ndarray[Any, np.dtype[np.int64]]
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
 class Listener(Protocol):
@@ -82,39 +93,71 @@ class _Stream:
     annotated: bool = False
 
 
+class ScorerMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.points = Counter(
+            "stats_realtime_scored_points",
+            "Points scored by real-time anomaly scoring.",
+            registry=r,
+        )
+        self.dropped = Counter(
+            "stats_realtime_dropped_points",
+            "Points of series with a model that real-time scoring dropped (its queue was "
+            "full: it keeps to its CPU budget).",
+            registry=r,
+        )
+        self.windows = Counter(
+            "stats_realtime_window_rows",
+            "Window score rows written by real-time scoring (an open window again each cycle "
+            "it changed).",
+            registry=r,
+        )
+        self.busy = Counter(
+            "stats_realtime_busy_seconds",
+            "Time the real-time scoring worker spent scoring and writing.",
+            registry=r,
+        )
+        self.queued = Gauge(
+            "stats_realtime_queued_points", "Points waiting for real-time scoring.", registry=r
+        )
+
+
 class RealtimeScorer:
     def __init__(
         self,
         store: EmbeddedStore,
+        registry: CollectorRegistry | None = None,
         *,
-        enabled: bool = True,
-        queue_max: int = 10_000,
-        flush_s: float = 0.5,
+        queue_points: int = 500_000,
+        cycle_s: float = 1.0,
         refresh_s: float = 2.0,
+        cpu_budget: float = 0.1,
     ) -> None:
         self._store = store
-        self.enabled = enabled
-        self._queue: queue.Queue[list[Batch] | None] = queue.Queue(queue_max)
-        self._flush_s = flush_s
+        self._queue: collections.deque[list[Batch] | None] = collections.deque()
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._queue_points = queue_points
+        self._cycle_s = cycle_s
         self._refresh_s = refresh_s
+        self._budget = cpu_budget
         self._models: dict[tuple[int, int], models.ModelRecord] = {}
         self._streams: dict[tuple[int, int], _Stream] = {}
         self._thread: threading.Thread | None = None
         # read by the writer thread without a lock: replaced whole, never changed in place
         self.tenants: frozenset[int] = frozenset()
-        self.dropped_batches = 0
-        self.points_scored = 0
-        self.windows_written = 0
+        self.metrics = ScorerMetrics(registry)
         self._idle = threading.Event()
-        # closed windows waiting for the next flush: (tenant, series, stream, window,
-        # whether this is the window's first row)
+        self._stopping = False
+        # closed windows waiting for the flush: (tenant, series, stream, window, whether
+        # this is the window's first row)
         self._pending: list[tuple[int, int, _Stream, WindowScore, bool]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        if not self.enabled:
-            return
         self._refresh()
         self._thread = threading.Thread(target=self._run, name="stats-scorer", daemon=True)
         self._thread.start()
@@ -124,18 +167,27 @@ class RealtimeScorer:
         thread = self._thread
         if thread is None:
             return
-        self._queue.put(None)
+        with self._lock:
+            self._queue.append(None)
+        self._stopping = True
+        self._wake.set()
         thread.join(timeout)
         self._thread = None
         self.tenants = frozenset()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """True once everything queued so far is scored and written (tests)."""
+        """True once everything queued so far is scored and written (tests); wakes the
+        worker instead of waiting for its next cycle."""
         deadline = time.monotonic() + timeout
+        self._idle.clear()
+        self._wake.set()
         while time.monotonic() < deadline:
-            if self._queue.empty() and self._idle.is_set():
-                return True
-            time.sleep(0.01)
+            if self._idle.wait(0.05):
+                with self._lock:
+                    if not self._queue:
+                        return True
+                self._idle.clear()
+                self._wake.set()
         return False
 
     # -- the writer side -----------------------------------------------------------------
@@ -149,44 +201,48 @@ class RealtimeScorer:
         wanted = [b for b in batches if b.tenant_id in tenants and b.numeric]
         if not wanted:
             return
-        try:
-            self._queue.put_nowait(wanted)
-        except queue.Full:
-            self.dropped_batches += len(wanted)
+        points = sum(b.numeric for b in wanted)
+        with self._lock:
+            if self._queued + points > self._queue_points:
+                self.metrics.dropped.inc(points)
+                return
+            self._queue.append(wanted)
+            self._queued += points
 
     # -- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_flush = time.monotonic() + self._flush_s
         next_refresh = time.monotonic() + self._refresh_s
-        running = True
-        while running:
-            timeout = max(0.0, min(next_flush, next_refresh) - time.monotonic())
+        pause = self._cycle_s
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            started = time.monotonic()
+            with self._lock:
+                taken = list(self._queue)
+                self._queue.clear()
+                self._queued = 0
+            stop = any(item is None for item in taken)
             try:
-                item = self._queue.get(timeout=timeout)
-                self._idle.clear()
-            except queue.Empty:
-                item = []
-            if item is None:
-                running = False
-            else:
-                try:
-                    for batch in item:
-                        self._feed(batch)
-                except Exception:
-                    log.exception("realtime_scoring_failed")
-            now = time.monotonic()
-            if now >= next_flush or not running:
-                self._flush_safely()
-                next_flush = now + self._flush_s
-                if self._queue.empty():
-                    self._idle.set()
-            if now >= next_refresh and running:
+                self._score([b for item in taken if item is not None for b in item])
+            except Exception:
+                log.exception("realtime_scoring_failed")
+            self._flush_safely()
+            if started >= next_refresh and not stop:
                 try:
                     self._refresh()
                 except Exception:
                     log.exception("realtime_refresh_failed")
-                next_refresh = now + self._refresh_s
+                next_refresh = started + self._refresh_s
+            busy = time.monotonic() - started
+            self.metrics.busy.inc(busy)
+            with self._lock:
+                self.metrics.queued.set(self._queued)
+            self._idle.set()
+            if stop or self._stopping:
+                break
+            # keep to the budget: a cycle that took `busy` is followed by a rest
+            pause = max(self._cycle_s - busy, busy * (1 / self._budget - 1))
         self._save_all()
 
     def _refresh(self) -> None:
@@ -221,48 +277,81 @@ class RealtimeScorer:
         self._streams[key] = stream
         return stream
 
-    def _feed(self, batch: Batch) -> None:
-        sid, ts, value = batch.series_id, batch.ts, batch.value
-        if not batch.points_sorted:
-            order = np.lexsort((ts, sid))
-            sid, ts, value = sid[order], ts[order], value[order]
-        if sid.size == 0:
-            return
-        starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
-        ends = np.append(starts[1:], sid.size)
-        tenant = batch.tenant_id
-        for series_id, lo, hi in zip(
-            sid[starts].tolist(), starts.tolist(), ends.tolist(), strict=True
-        ):
-            if (tenant, series_id) not in self._models:
+    def _score(self, batches: list[Batch]) -> None:
+        """Gather the new points of each series with a model, then score them."""
+        gathered: dict[tuple[int, int], list[tuple[IntArray, FloatArray]]] = {}
+        for batch in batches:
+            sid, ts, value = batch.series_id, batch.ts, batch.value
+            if not batch.points_sorted:
+                order = np.lexsort((ts, sid))
+                sid, ts, value = sid[order], ts[order], value[order]
+            if sid.size == 0:
                 continue
+            starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+            ends = np.append(starts[1:], sid.size)
+            for series_id, lo, hi in zip(
+                sid[starts].tolist(), starts.tolist(), ends.tolist(), strict=True
+            ):
+                key = (batch.tenant_id, series_id)
+                if key in self._models:
+                    gathered.setdefault(key, []).append((ts[lo:hi], value[lo:hi]))
+        for (tenant, series_id), parts in gathered.items():
             stream = self._stream(tenant, series_id)
             if stream is None:
                 continue
-            times = ts[lo:hi].tolist()
-            vals = value[lo:hi].tolist()
-            for t, v in zip(times, vals, strict=True):
-                if t <= stream.seen_us:
-                    continue  # late: the detector has gone past it
-                self._point(tenant, series_id, stream, t, v)
+            t = np.concatenate([p[0] for p in parts])
+            v = np.concatenate([p[1] for p in parts])
+            if len(parts) > 1:
+                order = np.argsort(t, kind="stable")
+                t, v = t[order], v[order]
+            keep = t > stream.seen_us  # late points: the detector has gone past them
+            t, v = t[keep], v[keep]
+            if t.size > 1:
+                first = np.concatenate(([True], t[1:] != t[:-1]))  # one point per time
+                if not first.all():
+                    t, v = t[first], v[first]
+            if t.size:
+                self._feed(tenant, series_id, stream, t, v)
+                self.metrics.points.inc(int(t.size))
 
-    def _point(self, tenant: int, series_id: int, stream: _Stream, t: int, v: float) -> None:
+    def _feed(
+        self, tenant: int, series_id: int, stream: _Stream, t: IntArray, v: FloatArray
+    ) -> None:
+        """Score points (new, in time order) window by window."""
         w = stream.model.window_us
-        start = (t // w) * w
-        if stream.window_start is not None and start != stream.window_start:
-            self._close(tenant, series_id, stream)
-        if stream.window_start is None:
-            stream.window_start = start
-        s = float(stream.detector.update(t, v))
-        stream.seen_us = t
-        stream.points += 1
-        self.points_scored += 1
-        if s > stream.best:
-            stream.best = s
-            stream.why = dict(stream.detector.explain()) | {
-                "point": format_us(t),
-                "value": float(v),
-            }
+        win = np.floor_divide(t, w)
+        cuts = np.flatnonzero(win[1:] != win[:-1]) + 1
+        for lo, hi in zip(
+            np.concatenate(([0], cuts)).tolist(), np.append(cuts, t.size).tolist(), strict=True
+        ):
+            start = int(win[lo]) * w
+            if stream.window_start is not None and start != stream.window_start:
+                self._close(tenant, series_id, stream)
+            if stream.window_start is None:
+                stream.window_start = start
+            self._segment(stream, t[lo:hi], v[lo:hi])
+
+    def _segment(self, stream: _Stream, t: IntArray, v: FloatArray) -> None:
+        """Points of one window: the largest score and `explain()` at that very point
+        (scored again up to it from a snapshot when it is not the last one)."""
+        det = stream.detector
+        snapshot = det.state() if t.size > 1 else None
+        scores = det.score(t, v)
+        top = int(np.argmax(scores))
+        best = float(scores[top])
+        if best > stream.best:
+            if snapshot is not None and top != t.size - 1:
+                det = pipeline.restore(stream.model, snapshot)
+                det.score(t[: top + 1], v[: top + 1])
+                why = dict(det.explain())
+                det.score(t[top + 1 :], v[top + 1 :])
+                stream.detector = det
+            else:
+                why = dict(det.explain())
+            stream.best = best
+            stream.why = why | {"point": format_us(int(t[top])), "value": float(v[top])}
+        stream.seen_us = int(t[-1])
+        stream.points += int(t.size)
         stream.dirty = True
 
     def _window(self, stream: _Stream) -> WindowScore:
@@ -272,7 +361,7 @@ class RealtimeScorer:
         return WindowScore(stream.window_start, stream.window_start + w, max(stream.best, 0.0), why)
 
     def _close(self, tenant: int, series_id: int, stream: _Stream) -> None:
-        """The window ends: write its final row now (with the others of this flush)."""
+        """The window ends: its final row goes with the next flush."""
         if stream.dirty:
             window = self._window(stream)
             self._pending.append((tenant, series_id, stream, window, not stream.written))
@@ -309,20 +398,17 @@ class RealtimeScorer:
             return
         with self._store.transaction() as con:
             anomaly_scores.upsert_many(
-                con,
-                [(t, s, st.model.detector, w) for t, s, st, w in everything],
-                usage,
+                con, [(t, s, st.model.detector, w) for t, s, st, w in everything], usage
             )
-        self.windows_written += len(everything)
+        self.metrics.windows.inc(len(everything))
         for _t, _s, stream, _w in open_rows:
             stream.written = True
             stream.dirty = False
         for tenant, series_id, stream, window in everything:
-            if window.score >= stream.threshold and not (
-                stream.annotated and stream.window_start == window.start_us
-            ):
+            is_open = stream.window_start == window.start_us
+            if window.score >= stream.threshold and not (is_open and stream.annotated):
                 pipeline.annotate(self._store, tenant, series_id, stream.model.detector, window)
-                if stream.window_start == window.start_us:
+                if is_open:
                     stream.annotated = True
 
     def _save_all(self) -> None:
