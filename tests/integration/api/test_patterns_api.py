@@ -221,6 +221,12 @@ def test_too_many_points_names_the_limit(world: World) -> None:
     )
     assert answer.status_code == 400
     assert f"analysis_max_points={LIMIT}" in answer.json()["detail"]
+    wide = {"from": FROM, "to": TO_LATE, "bucket": "5m"}  # 240 buckets, 1200 points to read
+    points = world.get(f"/v1/series/{world.ids['big']}/spectrum", **wide)
+    assert points.status_code == 400
+    assert points.json()["detail"].startswith("the range holds 1200 points")
+    assert f"analysis_max_points={LIMIT}" in points.json()["detail"]
+    assert [e["loc"] for e in points.json()["errors"]] == ["query.from"]
     grid = world.get(
         f"/v1/series/{world.ids['hourly']}/spectrum", bucket="10s", **{"from": FROM, "to": TO_6H}
     )
