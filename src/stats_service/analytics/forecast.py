@@ -44,6 +44,7 @@ MAX_HISTORY = 3000  # buckets (the latest) a forecast learns from
 MAX_HORIZON = 1000  # buckets
 MAX_GAP = 12  # buckets interpolated across; longer gaps cut the history
 MIN_POINTS = 12  # buckets with data needed to forecast at all
+MIN_TRAIN = 8  # buckets of training in a backtest fold (two seasons with a season)
 MAX_SEASON = 400  # buckets; longer seasons are not modelled
 MAX_FOURIER = 4  # Fourier pairs of the season in the ARIMA regressors
 BACKTEST_FOLDS = 3
@@ -267,7 +268,7 @@ def fit_arima(
                 result = ARIMA(y, exog=exog, order=candidate, trend="t").fit(
                     method="innovations_mle"
                 )
-            except (np.linalg.LinAlgError, ValueError):
+            except Exception:  # noqa: S112 - an order the data does not allow (singular, ...)
                 continue
             if best is None or result.aic < best.aic:
                 best, best_order = result, candidate
@@ -309,8 +310,8 @@ def mase(actual: FloatArray, predicted: FloatArray, train: FloatArray, m: int) -
     m = m if len(train) > m else 1
     scale = float(np.mean(np.abs(train[m:] - train[:-m]))) if len(train) > m else 0.0
     error = float(np.mean(np.abs(actual - predicted)))
-    if scale <= 1e-12:
-        return 0.0 if error <= 1e-12 else math.inf
+    if scale <= 0.0:
+        return 0.0 if error <= 0.0 else math.inf
     return error / scale
 
 
@@ -355,9 +356,9 @@ def _round(x: float | None) -> float | None:
 
 def backtest_plan(n: int, horizon: int, season: int | None) -> tuple[int, list[int]]:
     """(fold horizon, training lengths of the folds): origins step back by the fold
-    horizon from the end; every training part keeps at least two seasons (or MIN_POINTS)."""
+    horizon from the end; every training part keeps at least two seasons (or MIN_TRAIN)."""
     h = max(1, min(horizon, MAX_BACKTEST_HORIZON, n // 4))
-    minimum = max(MIN_POINTS, 2 * season + 2 if season else MIN_POINTS)
+    minimum = 2 * season + 2 if season else MIN_TRAIN
     origins = [n - h * k for k in range(BACKTEST_FOLDS, 0, -1)]
     return h, [o for o in origins if o >= minimum]
 
@@ -378,7 +379,7 @@ def evaluate(
             if not np.isfinite(mean).all():
                 raise ValueError("the forecast is not finite")
             scores.append((mase(test, mean, train, season or 1), smape(test, mean)))
-    except (ValueError, np.linalg.LinAlgError, IndexError, OverflowError) as exc:
+    except Exception as exc:  # a candidate that cannot fit this history is reported, not fatal
         candidate.error = f"{type(exc).__name__}: {exc}"[:300]
     if scores and candidate.error is None:
         candidate.mase = float(np.mean([s[0] for s in scores]))
@@ -444,7 +445,7 @@ def run(
         try:
             chosen_order = fit_arima(y, m).order
             options["arima"] = {"order": chosen_order}
-        except ValueError as exc:
+        except ValueError as exc:  # no order fits: the backtest reports it
             notes.append(f"arima: {exc}")
     for done, name in enumerate(names):
         if time.monotonic() - started > budget_s and candidates:
@@ -463,9 +464,15 @@ def run(
     try:
         fitted = fit(best.model, y, m, **options[best.model])
         mean, bands = fitted.predict(horizon, levels)
-    except (ValueError, np.linalg.LinAlgError) as exc:
+        if not np.isfinite(mean).all():
+            raise ValueError("the forecast is not finite")
+    except Exception as exc:  # the whole history broke the chosen model: fall back
         notes.append(f"{best.model} failed on the whole history ({exc}); seasonal_naive used")
-        best = next(c for c in candidates if c.model == "seasonal_naive") if not model else best
+        naive = next((c for c in candidates if c.model == "seasonal_naive"), None)
+        if naive is None:
+            naive = evaluate("seasonal_naive", y, m, horizon, {})
+            candidates.append(naive)
+        best = naive
         fitted = fit_naive(y, m)
         mean, bands = fitted.predict(horizon, levels)
     for c in candidates:

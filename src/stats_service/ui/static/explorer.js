@@ -254,7 +254,10 @@ async function fetchForecast(series, from, to, bucket) {
   const answer = await api(`/v1/series/${encodeURIComponent(series.id)}/forecast?${params}`);
   if (!answer || !answer.task_id) return answer;
   for (let i = 0; i < 600; i++) {
-    const task = await api(`${apiBase}/tasks/${answer.task_id}`);
+    // not api(): /tasks takes API keys (not the session), and a 401 must not sign out
+    const reply = await fetch(`${apiBase}/tasks/${answer.task_id}`, { headers: { Accept: "application/json" }, credentials: "include" });
+    const task = await reply.json().catch(() => null);
+    if (!reply.ok || !task) throw new Error(`the forecast runs as task ${answer.task_id}, which this page cannot read (${reply.status}); shorten the range`);
     if (task.state === "SUCCESS") return task.result;
     if (task.state === "FAILURE") throw new Error(task.error || "the forecast task failed");
     await sleep(500);
