@@ -124,3 +124,16 @@ def test_too_few_points_and_parameters() -> None:
             fc.parse_levels(bad)
     assert fc.default_bucket_us(7 * 86_400 * 10**6) == 1800 * 10**6
     assert fc.duration_text(86_400 * 10**6) == "1d" and fc.duration_text(90 * 10**6) == "90s"
+
+
+def test_degenerate_histories_still_forecast() -> None:
+    # a constant series: ARIMA cannot be fitted (reported), the forecast is the constant
+    out = fc.run(np.full(50, 3.0), 5, (95.0,), HOUR_US)
+    by_model = {c.model: c for c in out.candidates}
+    assert by_model["arima"].error and "ARIMA" in by_model["arima"].error
+    assert out.mean == pytest.approx([3.0] * 5)
+    assert all(np.isfinite(band).all() for pair in out.bands.values() for band in pair)
+    # twelve points, the least accepted: at least one backtest fold
+    out = fc.run(np.arange(12.0), 3, (80.0,), HOUR_US)
+    assert any(c.folds >= 1 for c in out.candidates)
+    assert np.isfinite(out.mean).all()
