@@ -208,6 +208,9 @@ def test_unknown_and_foreign_series_are_not_found(world: World) -> None:
     url = f"/v1/series/{world.ids['plant']}/forecast"
     problem = assert_problem(world.client.get(url, params=SEASONAL, headers=other), 404)
     assert "load" not in problem["detail"]
+    # no task is started for another tenant's series either
+    later = {**SEASONAL, "async": "true"}
+    assert_problem(world.client.get(url, params=later, headers=other), 404)
 
 
 def _task_result(world: World, answer: Any) -> dict[str, Any]:
