@@ -18,6 +18,10 @@ scorer has loaded them. Then two loads, like bench_live.py does:
   request per tick with one point per series): request latency p50/p99, server CPU per
   second, and the scorer's busy share.
 
+After each load the benchmark waits (at most 120 s) until the scorer has scored or
+dropped every posted point, and reports how long that took after the last answer, so
+that no scoring spills into the next load.
+
 Configurations alternate within a round, so a change in the machine's load shows in
 each of them.
 """
@@ -90,6 +94,22 @@ def prepare(server: Server, metrics: list[str]) -> None:
     time.sleep(3.0)  # the scorer reads the model list every 2 s
 
 
+async def catch_up(server: Server, base: float, posted: int, on: bool) -> float:
+    """Seconds after the last answer until the scorer has scored or dropped every posted
+    point (0 when scoring is off; at most 120 s)."""
+    if not on:
+        return 0.0
+    started = time.perf_counter()
+    while time.perf_counter() - started < 120:
+        done = metric(server.url, "stats_realtime_scored_points_total") + metric(
+            server.url, "stats_realtime_dropped_points_total"
+        )
+        if done - base >= posted:
+            break
+        await asyncio.sleep(0.1)
+    return time.perf_counter() - started
+
+
 async def bulk(server: Server, metrics: list[str], args: argparse.Namespace) -> dict[str, float]:
     entries = max(1, args.points // len(metrics))
     before = {
@@ -123,7 +143,7 @@ async def bulk(server: Server, metrics: list[str], args: argparse.Namespace) -> 
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(server.pid) - before["cpu"]
     commit = metric(server.url, "stats_writer_commit_duration_seconds_sum") - before["commit"]
-    await asyncio.sleep(3.0)  # the scorer's last cycles
+    caught_up = await catch_up(server, before["scored"] + before["dropped"], posted, args.scoring)
     scored = metric(server.url, "stats_realtime_scored_points_total") - before["scored"]
     dropped = metric(server.url, "stats_realtime_dropped_points_total") - before["dropped"]
     busy = metric(server.url, "stats_realtime_busy_seconds_total") - before["busy"]
@@ -136,6 +156,7 @@ async def bulk(server: Server, metrics: list[str], args: argparse.Namespace) -> 
         "dropped": dropped,
         "busy": busy,
         "seconds": elapsed,
+        "catch_up": caught_up,
     }
 
 
@@ -145,6 +166,7 @@ async def steady(server: Server, metrics: list[str], args: argparse.Namespace) -
     cpu0 = cpu_seconds(server.pid)
     busy0 = metric(server.url, "stats_realtime_busy_seconds_total")
     scored0 = metric(server.url, "stats_realtime_scored_points_total")
+    dropped0 = metric(server.url, "stats_realtime_dropped_points_total")
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=server.url, headers=server.headers, timeout=60) as c:
         n = int(args.steady_s * args.hz)
@@ -161,13 +183,17 @@ async def steady(server: Server, metrics: list[str], args: argparse.Namespace) -
             latencies.append(time.perf_counter() - sent)
             assert answer.status_code == 202, answer.text
     elapsed = time.perf_counter() - started
-    await asyncio.sleep(2.0)
+    caught_up = await catch_up(
+        server, scored0 + dropped0, len(latencies) * len(metrics), args.scoring
+    )
     latencies.sort()
     return {
         "cpu_share": (cpu_seconds(server.pid) - cpu0) / elapsed,
         "busy_share": (metric(server.url, "stats_realtime_busy_seconds_total") - busy0) / elapsed,
         "scored": metric(server.url, "stats_realtime_scored_points_total") - scored0,
         "points": len(latencies) * len(metrics),
+        "dropped": metric(server.url, "stats_realtime_dropped_points_total") - dropped0,
+        "catch_up": caught_up,
         "p50": statistics.median(latencies) * 1000,
         "p99": latencies[int(len(latencies) * 0.99)] * 1000,
     }
@@ -176,6 +202,7 @@ async def steady(server: Server, metrics: list[str], args: argparse.Namespace) -
 async def run_one(on: bool, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     metrics = [f"m{i}" for i in range(args.series)]
     env = {"STATS_REALTIME_SCORING": "true" if on else "false"}
+    args.scoring = on
     with Server(env=env) as server:
         prepare(server, metrics)
         return {
@@ -215,6 +242,7 @@ def main() -> None:
                     f"{b['scored']:,.0f}",
                     f"{b['dropped']:,.0f}",
                     f"{b['busy']:.2f}",
+                    f"{b['catch_up']:.1f}",
                 ]
             )
     print("\nbulk ingest")
@@ -228,6 +256,7 @@ def main() -> None:
             "scored",
             "dropped",
             "scorer busy s",
+            "scored all after s",
         ],
         rows,
     )
@@ -240,6 +269,8 @@ def main() -> None:
                     "on" if on else "off",
                     f"{s['points']:,.0f}",
                     f"{s['scored']:,.0f}",
+                    f"{s['dropped']:,.0f}",
+                    f"{s['catch_up']:.1f}",
                     f"{s['cpu_share'] * 100:.1f}",
                     f"{s['busy_share'] * 100:.1f}",
                     f"{s['p50']:.1f}",
@@ -252,6 +283,8 @@ def main() -> None:
             "real-time scoring",
             "points",
             "scored",
+            "dropped",
+            "scored all after s",
             "server CPU % of a core",
             "scorer busy %",
             "request p50 ms",

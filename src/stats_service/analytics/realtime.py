@@ -9,9 +9,10 @@ rest, once per cycle (`cycle_s`, 1 s): it takes everything queued, gathers the n
 points of each series with a model, and feeds them to that series' streaming detector
 (kept in memory, restored from where the last scoring stopped, else from the trained
 artefact) in one call per series and window. It keeps each window's largest score and
-the explanation at that point, upserts the windows that changed — the open one too,
-so a spike is in `anomaly_scores` about a cycle after its commit — in one statement,
-and adds an `anomaly` annotation the first time a window reaches the alarm threshold.
+its explanation (at that very point once it reaches the alarm threshold), upserts the
+windows that changed — the open one too, so a spike is in `anomaly_scores` about a
+cycle after its commit — in one statement, and adds an `anomaly` annotation the first
+time a window reaches the alarm threshold.
 
 It must not slow ingest: besides being off the writer thread, the worker keeps to a
 CPU budget (`cpu_budget`, 10 % of one core): after a cycle that took `busy` seconds it
@@ -332,15 +333,18 @@ class RealtimeScorer:
             self._segment(stream, t[lo:hi], v[lo:hi])
 
     def _segment(self, stream: _Stream, t: IntArray, v: FloatArray) -> None:
-        """Points of one window: the largest score and `explain()` at that very point
-        (scored again up to it from a snapshot when it is not the last one)."""
+        """Points of one window: the largest score, explained. A new best that reaches the
+        alarm threshold is explained at that very point (scored again up to it from a
+        snapshot when it is not the last one); a lower one by `explain()` at the last
+        point, which `explained_at` then names (scoring twice costs twice)."""
         det = stream.detector
-        snapshot = det.state() if t.size > 1 else None
+        snapshot = det.state() if t.size > 1 and stream.best < stream.threshold else None
         scores = det.score(t, v)
         top = int(np.argmax(scores))
         best = float(scores[top])
         if best > stream.best:
-            if snapshot is not None and top != t.size - 1:
+            last = t.size - 1
+            if snapshot is not None and top != last and best >= stream.threshold:
                 det = pipeline.restore(stream.model, snapshot)
                 det.score(t[: top + 1], v[: top + 1])
                 why = dict(det.explain())
@@ -348,6 +352,8 @@ class RealtimeScorer:
                 stream.detector = det
             else:
                 why = dict(det.explain())
+                if top != last:
+                    why["explained_at"] = format_us(int(t[last]))
             stream.best = best
             stream.why = why | {"point": format_us(int(t[top])), "value": float(v[top])}
         stream.seen_us = int(t[-1])
