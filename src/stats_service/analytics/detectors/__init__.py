@@ -13,11 +13,16 @@ from typing import Any
 
 from .base import Detector
 from .ensemble import Ensemble
+from .iforest import IForest
+from .iqr import IQRFences
+from .level_shift import LevelShift
+from .online import OnlineHST
 from .robust_z import RobustZ
+from .stl import STLResidual
 
 CATALOGUE: dict[str, type[Any]] = {
-    RobustZ.name: RobustZ,
-    Ensemble.name: Ensemble,
+    cls.name: cls
+    for cls in (RobustZ, IQRFences, STLResidual, IForest, OnlineHST, LevelShift, Ensemble)
 }
 
 DEFAULT = "ensemble"

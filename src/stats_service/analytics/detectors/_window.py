@@ -17,6 +17,7 @@ i. This keeps the cost at O(n * window / step) and uses past points only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -145,6 +146,20 @@ class WindowDetector:
         self._v = v[-keep:].copy()
         self.after_score(t, v, base)
         return out
+
+    def calibrate(self, f: FloatArray, abs_idx: IntArray) -> FloatArray:
+        """record_ratio_score with the detector's block/keep/warmup parameters and its
+        records in extra["records"]."""
+        p = self.params
+        return record_ratio_score(
+            f,
+            abs_idx,
+            self.extra["records"],
+            int(p["block"]),
+            int(p["keep"]),
+            warmup=int(p["warmup"]),
+            min_record=float(p["min_record"]),
+        )
 
     def after_score(self, t: IntArray, v: FloatArray, base: int) -> None:
         """Hook after the buffer moved on (e.g. refit models on schedule)."""
@@ -277,15 +292,53 @@ def record_ratio_score(
     block: int = 64,
     keep: int = 20,
     power: float = 4.0,
+    warmup: int = 0,
+    min_record: float = 0.0,
 ) -> FloatArray:
     """Per-series calibration: f divided by the largest f of the recent past (the last
-    `keep` blocks of `block` points, see block_records), mapped to r^p / (1 + r^p):
-    0.5 when a point equals the recent record, near 1 well above it."""
+    `keep` blocks of `block` points, see block_records; at least `min_record`, the
+    smallest value that can count as unusual at all), mapped to r^p / (1 + r^p):
+    0.5 when a point equals the recent record, near 1 well above it. Points before
+    `warmup` (absolute index) score 0 and set no record: a young window is no yardstick."""
     f = np.nan_to_num(np.asarray(f, dtype=np.float64), nan=0.0, posinf=0.0)
-    before = block_records(f, abs_idx, blocks, block, keep)
+    if warmup > 0:
+        f = np.where(abs_idx < warmup, 0.0, f)
+    before = np.maximum(block_records(f, abs_idx, blocks, block, keep), min_record)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
-    r = np.where((before <= 0) & (f > 0), 1.0, r)
     rp = r**power
     out: FloatArray = rp / (1.0 + rp)
     return out
+
+
+def quantile_rows(w: Rows, qs: tuple[float, ...], chunk: int = 2048) -> FloatArray:
+    """Quantiles (columns) of each row of `w`, ignoring NaN; shape (rows, len(qs))."""
+    rows = len(w)
+    out = np.full((rows, len(qs)), np.nan)
+    for lo in range(0, rows, chunk):
+        c = w.chunk(lo, lo + chunk)
+        nan_rows = np.isnan(c).any(axis=1)
+        if (~nan_rows).any():
+            out[lo : lo + c.shape[0]][~nan_rows] = np.quantile(c[~nan_rows], qs, axis=1).T
+        for i in np.flatnonzero(nan_rows):
+            row = c[i][~np.isnan(c[i])]
+            if row.size:
+                out[lo + i] = np.quantile(row, qs)
+    return out
+
+
+def trailing_mean_std(v: FloatArray, start: int, k: int) -> tuple[FloatArray, FloatArray]:
+    """Mean and population std of the last k values up to each row start.. (fewer at the
+    stream's start). Computed per window (not by a running sum), so the result does not
+    depend on where the buffer begins."""
+    k = max(int(k), 1)
+    lo = max(start - k + 1, 0)
+    seg = v[lo:]
+    pad = k - 1 - (start - lo)
+    padded = np.concatenate((np.full(pad, np.nan), seg)) if pad > 0 else seg
+    win = sliding_window_view(padded, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean: FloatArray = np.nanmean(win, axis=1) if pad > 0 else win.mean(axis=1)
+        std: FloatArray = np.nanstd(win, axis=1) if pad > 0 else win.std(axis=1)
+    return mean, std

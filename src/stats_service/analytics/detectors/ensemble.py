@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._window import MAD_TO_SIGMA, WindowDetector, block_records
+from ._window import MAD_TO_SIGMA, WindowDetector, block_records, trailing_mean_std
 from .base import FloatArray, IntArray
 from .robust_z import robust_z
 
@@ -43,10 +43,12 @@ class Ensemble(WindowDetector):
         "window": 288,  # trailing points for median/MAD
         "step": 8,  # window statistics refreshed every `step` points
         "short": 6,  # points averaged by the level member
-        "min_points": 64,  # no score before this many points
+        "min_points": 64,  # no statistics from fewer past points
+        "warmup": 288,  # no score before this many points
         "block": 64,  # records are kept per block of points ...
         "keep": 20,  # ... for this many blocks
         "power": 4.0,  # sharpness of the record ratio → score map
+        "min_record": 4.0,  # sigmas: the smallest record that counts
         "alarm_level": 0.5,
         "quiet": 200,  # points damped after an alarm
         "members": list(MEMBERS),
@@ -89,10 +91,7 @@ class Ensemble(WindowDetector):
             feats["spike"] = z
         if "level" in members:
             k = int(p["short"])
-            c = np.concatenate(([0.0], np.cumsum(v)))
-            idx = np.arange(start, v.size)
-            lo = np.maximum(idx - k + 1, 0)
-            mean_k = (c[idx + 1] - c[lo]) / (idx + 1 - lo)
+            mean_k, _ = trailing_mean_std(v, start, k)
             feats["level"] = np.abs(mean_k - med) / sig
         if "jump" in members:
             d = _shift_diff(v)
@@ -101,9 +100,11 @@ class Ensemble(WindowDetector):
         if "season" in members:
             sd, ok = self._season_diff(t, v)
             zs, _, _ = robust_z(sd, start, base, w, step, mp)
-            feats["season"] = zs * ok[start:]
+            # only once the whole trailing window holds such changes
+            ok_back = np.concatenate((np.zeros(w), ok))[: ok.size]
+            feats["season"] = zs * ok[start:] * ok_back[start:]
         abs_idx = base + start + np.arange(n_new)
-        young = abs_idx < mp
+        young = abs_idx < max(mp, int(p["warmup"]))
         power = float(p["power"])
         best = np.zeros(n_new)
         which = np.full(n_new, -1)
@@ -112,13 +113,15 @@ class Ensemble(WindowDetector):
                 continue
             f = np.nan_to_num(feats[name], nan=0.0, posinf=0.0)
             f[young] = 0.0
-            before = block_records(
-                f, abs_idx, self.extra[f"rec_{name}"], int(p["block"]), int(p["keep"])
+            before = np.maximum(
+                block_records(
+                    f, abs_idx, self.extra[f"rec_{name}"], int(p["block"]), int(p["keep"])
+                ),
+                float(p["min_record"]),
             )
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
             # the first evidence of a young series has no record yet: ratio 1
-            r = np.where((before <= 0) & (f > 0), 1.0, r)
             rp = r**power
             s = rp / (1.0 + rp)
             better = s > best
@@ -141,13 +144,15 @@ class Ensemble(WindowDetector):
         level = float(self.params["alarm_level"])
         quiet = int(self.params["quiet"])
         since = int(self.extra["since_alarm"])
+        peak = float(self.extra.get("alarm_score", 0.0))
         out = s.copy()
         hi = np.flatnonzero(s >= level)
         pos = -since  # block-relative index of the last alarm
-        for i in hi:
-            if i - pos <= quiet:
+        for i in hi.tolist():
+            if i - pos <= quiet and s[i] <= peak:
                 out[i] = s[i] * level * 0.99
             else:
-                pos = int(i)
+                pos, peak = i, float(s[i])
         self.extra["since_alarm"] = int(s.size - pos)
+        self.extra["alarm_score"] = peak
         return out

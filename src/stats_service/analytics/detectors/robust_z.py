@@ -36,7 +36,7 @@ def robust_z(
 
 class RobustZ(WindowDetector):
     name: ClassVar[str] = "robust_z"
-    defaults: ClassVar[dict[str, Any]] = {"window": 288, "step": 4, "min_points": 16}
+    defaults: ClassVar[dict[str, Any]] = {"window": 288, "step": 4, "min_points": 64, "warmup": 288}
 
     def history(self) -> int:
         return int(self.params["window"]) + int(self.params["step"])
@@ -49,6 +49,8 @@ class RobustZ(WindowDetector):
         z, med, sig = robust_z(
             v, start, base, int(p["window"]), int(p["step"]), int(p["min_points"])
         )
+        abs_idx = base + start + np.arange(z.size)
+        z = np.where(abs_idx < int(p["warmup"]), 0.0, z)
         zmax = running_max(z, float(self.extra["zmax"]))
         self.extra["zmax"] = float(zmax[-1])
         with np.errstate(divide="ignore", invalid="ignore"):
