@@ -40,17 +40,17 @@ def _shift_diff(v: FloatArray) -> FloatArray:
 class Ensemble(WindowDetector):
     name: ClassVar[str] = "ensemble"
     defaults: ClassVar[dict[str, Any]] = {
-        "window": 288,  # trailing points for median/MAD
-        "step": 8,  # window statistics refreshed every `step` points
-        "short": 6,  # points averaged by the level member
+        "window": 576,  # trailing points for median/MAD
+        "step": 16,  # window statistics refreshed every `step` points
+        "short": 12,  # points averaged by the level member
         "min_points": 64,  # no statistics from fewer past points
         "warmup": 288,  # no score before this many points
         "block": 64,  # records are kept per block of points ...
-        "keep": 20,  # ... for this many blocks
+        "keep": 40,  # ... for this many blocks
         "power": 4.0,  # sharpness of the record ratio → score map
-        "min_record": 4.0,  # sigmas: the smallest record that counts
+        "min_record": 3.0,  # sigmas: the smallest record that counts
         "alarm_level": 0.5,
-        "quiet": 200,  # points damped after an alarm
+        "quiet": 100,  # points damped after an alarm
         "members": list(MEMBERS),
         "season_us": DAY_US,
         "season_max_points": 2016,
