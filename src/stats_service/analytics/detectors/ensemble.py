@@ -7,6 +7,8 @@ Members (each a non-negative "how unusual" number per point, from past points on
     jump      robust z of the step from the previous value against the trailing steps
     season    robust z of the change from the same time one day earlier against the
               trailing window of such changes (breaks of a daily pattern)
+    week      the same one week earlier (weekly patterns; needs the week in the
+              buffer: `season_max_points`)
 
 Calibration (the threshold adapts to each series): each member's value is divided by
 the largest value that member has reached before in this series (decaying slowly, so
@@ -27,7 +29,7 @@ from .base import FloatArray, IntArray
 from .robust_z import robust_z
 
 DAY_US = 86_400_000_000
-MEMBERS = ("spike", "level", "jump", "season")
+MEMBERS = ("spike", "level", "jump", "season", "week")
 
 
 def _shift_diff(v: FloatArray) -> FloatArray:
@@ -50,9 +52,16 @@ class Ensemble(WindowDetector):
         "power": 4.0,  # sharpness of the record ratio → score map
         "min_record": 3.0,  # sigmas: the smallest record that counts
         "alarm_level": 0.5,
+        "quiet_margin": 0.0,  # a quiet point must beat the alarm by this to alarm again
+        "mature": 0,  # a member scores once it has had this many points of evidence
+        "season_mature": 0,  # the same for the season member
         "quiet": 100,  # points damped after an alarm
         "members": list(MEMBERS),
+        # a member's ratio is divided by its weight: members that set new records in
+        # normal data more often (steps, seasonal changes) need a larger margin
+        "weights": {"spike": 1.0, "level": 1.0, "jump": 1.0, "season": 1.25, "week": 1.0},
         "season_us": DAY_US,
+        "week_us": 7 * DAY_US,
         "season_max_points": 2016,
     }
 
@@ -65,18 +74,17 @@ class Ensemble(WindowDetector):
         e["since_alarm"] = 10**9
         return e
 
-    def _season_diff(self, t: IntArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _season_diff(
+        self, t: IntArray, v: FloatArray, lag_us: int
+    ) -> tuple[FloatArray, FloatArray]:
         """x_i - x(t_i - season) (the last point at or before that time in the buffer),
         and a mask of where such a point exists."""
-        lag_t = t - int(self.params["season_us"])
+        lag_t = t - lag_us
         j = np.searchsorted(t, lag_t, side="right") - 1
         ok = j >= 0
         # times may repeat or go back a little: only trust lags about one season back
         jj = np.maximum(j, 0)
-        ok &= (
-            np.abs((t - t[jj]) - int(self.params["season_us"]))
-            <= int(self.params["season_us"]) // 48
-        )
+        ok &= np.abs((t - t[jj]) - lag_us) <= lag_us // 48
         d = np.where(ok, v - v[jj], 0.0)
         return d, ok.astype(np.float64)
 
@@ -97,12 +105,14 @@ class Ensemble(WindowDetector):
             d = _shift_diff(v)
             zj, _, _ = robust_z(d, start, base, w, step, mp)
             feats["jump"] = zj
-        if "season" in members:
-            sd, ok = self._season_diff(t, v)
+        for member, key in (("season", "season_us"), ("week", "week_us")):
+            if member not in members:
+                continue
+            sd, ok = self._season_diff(t, v, int(p[key]))
             zs, _, _ = robust_z(sd, start, base, w, step, mp)
             # only once the whole trailing window holds such changes
             ok_back = np.concatenate((np.zeros(w), ok))[: ok.size]
-            feats["season"] = zs * ok[start:] * ok_back[start:]
+            feats[member] = zs * ok[start:] * ok_back[start:]
         abs_idx = base + start + np.arange(n_new)
         young = abs_idx < max(mp, int(p["warmup"]))
         power = float(p["power"])
@@ -113,6 +123,9 @@ class Ensemble(WindowDetector):
                 continue
             f = np.nan_to_num(feats[name], nan=0.0, posinf=0.0)
             f[young] = 0.0
+            seen = int(self.extra.get(f"seen_{name}", 0))
+            valid = np.cumsum(f > 0) + seen
+            self.extra[f"seen_{name}"] = int(valid[-1])
             before = np.maximum(
                 block_records(
                     f, abs_idx, self.extra[f"rec_{name}"], int(p["block"]), int(p["keep"])
@@ -122,6 +135,9 @@ class Ensemble(WindowDetector):
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
             # the first evidence of a young series has no record yet: ratio 1
+            r = r / float(p["weights"].get(name, 1.0))
+            mature = int(p["season_mature"]) if name == "season" else int(p["mature"])
+            r = np.where(valid > mature, r, 0.0)
             rp = r**power
             s = rp / (1.0 + rp)
             better = s > best
@@ -145,11 +161,12 @@ class Ensemble(WindowDetector):
         quiet = int(self.params["quiet"])
         since = int(self.extra["since_alarm"])
         peak = float(self.extra.get("alarm_score", 0.0))
+        margin = float(self.params["quiet_margin"])
         out = s.copy()
         hi = np.flatnonzero(s >= level)
         pos = -since  # block-relative index of the last alarm
         for i in hi.tolist():
-            if i - pos <= quiet and s[i] <= peak:
+            if i - pos <= quiet and (s[i] <= peak + margin):
                 out[i] = s[i] * level * 0.99
             else:
                 pos, peak = i, float(s[i])
