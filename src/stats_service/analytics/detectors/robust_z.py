@@ -1,7 +1,7 @@
 """Robust z-score: distance of a point from the median of the trailing window, in units
-of the window's MAD (scaled to a standard deviation), divided by the largest z seen so
-far in the stream. The threshold thus adapts to each series: a score near 1 means "as
-unusual as anything seen so far in this series"."""
+of the window's MAD (scaled to a standard deviation), calibrated per series against the
+largest z of the recent past (_window.record_ratio_score): 0.5 means "as unusual as the
+most unusual point of the last `keep` x `block` points", near 1 well beyond it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._window import MAD_TO_SIGMA, WindowDetector, anchor_windows, median_mad_rows, running_max
+from ._window import MAD_TO_SIGMA, WindowDetector, anchor_windows, median_mad_rows
 from .base import FloatArray, IntArray
 
 
@@ -36,13 +36,21 @@ def robust_z(
 
 class RobustZ(WindowDetector):
     name: ClassVar[str] = "robust_z"
-    defaults: ClassVar[dict[str, Any]] = {"window": 288, "step": 4, "min_points": 64, "warmup": 288}
+    defaults: ClassVar[dict[str, Any]] = {
+        "window": 288,
+        "step": 4,
+        "min_points": 64,
+        "warmup": 288,
+        "block": 64,
+        "keep": 20,
+        "min_record": 3.0,
+    }
 
     def history(self) -> int:
         return int(self.params["window"]) + int(self.params["step"])
 
     def initial_extra(self) -> dict[str, Any]:
-        return {"zmax": 0.0}
+        return {"records": {}}
 
     def compute(self, t: IntArray, v: FloatArray, start: int, base: int) -> FloatArray:
         p = self.params
@@ -50,17 +58,12 @@ class RobustZ(WindowDetector):
             v, start, base, int(p["window"]), int(p["step"]), int(p["min_points"])
         )
         abs_idx = base + start + np.arange(z.size)
-        z = np.where(abs_idx < int(p["warmup"]), 0.0, z)
-        zmax = running_max(z, float(self.extra["zmax"]))
-        self.extra["zmax"] = float(zmax[-1])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(zmax > 0, z / np.where(zmax > 0, zmax, 1.0), 0.0)
+        s = self.calibrate(z, abs_idx)
         self._explain = {
             "rule": self.name,
             "z": float(z[-1]),
             "median": float(med[-1]),
             "sigma": float(sig[-1]) if np.isfinite(sig[-1]) else None,
-            "largest_z_so_far": float(zmax[-1]),
         }
         out: FloatArray = s
         return out
