@@ -52,14 +52,16 @@ class Ensemble(WindowDetector):
         "power": 4.0,  # sharpness of the record ratio → score map
         "min_record": 3.0,  # sigmas: the smallest record that counts
         "alarm_level": 0.5,
+        "quiet_min_gap": 0,  # ... and come at least this many points after it
         "quiet_margin": 0.0,  # a quiet point must beat the alarm by this to alarm again
         "mature": 0,  # a member scores once it has had this many points of evidence
         "season_mature": 0,  # the same for the season member
+        "week_mature": 1000,  # and for the week member
         "quiet": 100,  # points damped after an alarm
         "members": list(MEMBERS),
         # a member's ratio is divided by its weight: members that set new records in
         # normal data more often (steps, seasonal changes) need a larger margin
-        "weights": {"spike": 1.0, "level": 1.0, "jump": 1.0, "season": 1.25, "week": 1.0},
+        "weights": {"spike": 1.0, "level": 1.0, "jump": 1.1, "season": 1.25, "week": 1.0},
         "season_us": DAY_US,
         "week_us": 7 * DAY_US,
         "season_max_points": 2016,
@@ -136,7 +138,7 @@ class Ensemble(WindowDetector):
                 r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
             # the first evidence of a young series has no record yet: ratio 1
             r = r / float(p["weights"].get(name, 1.0))
-            mature = int(p["season_mature"]) if name == "season" else int(p["mature"])
+            mature = int(p.get(f"{name}_mature", p["mature"]))
             r = np.where(valid > mature, r, 0.0)
             rp = r**power
             s = rp / (1.0 + rp)
@@ -162,11 +164,12 @@ class Ensemble(WindowDetector):
         since = int(self.extra["since_alarm"])
         peak = float(self.extra.get("alarm_score", 0.0))
         margin = float(self.params["quiet_margin"])
+        min_gap = int(self.params["quiet_min_gap"])
         out = s.copy()
         hi = np.flatnonzero(s >= level)
         pos = -since  # block-relative index of the last alarm
         for i in hi.tolist():
-            if i - pos <= quiet and (s[i] <= peak + margin):
+            if i - pos <= quiet and (s[i] <= peak + margin or i - pos <= min_gap):
                 out[i] = s[i] * level * 0.99
             else:
                 pos, peak = i, float(s[i])
