@@ -29,7 +29,7 @@ from .base import FloatArray, IntArray
 from .robust_z import robust_z
 
 DAY_US = 86_400_000_000
-MEMBERS = ("spike", "level", "jump", "season", "week")
+MEMBERS = ("spike", "level", "jump", "season", "week", "spread")
 
 
 def _shift_diff(v: FloatArray) -> FloatArray:
@@ -58,7 +58,8 @@ class Ensemble(WindowDetector):
         "season_mature": 0,  # the same for the season member
         "week_mature": 1000,  # and for the week member
         "quiet": 100,  # points damped after an alarm
-        "members": list(MEMBERS),
+        "members": [m for m in MEMBERS if m != "spread"],
+        "spread_points": 24,
         # a member's ratio is divided by its weight: members that set new records in
         # normal data more often (steps, seasonal changes) need a larger margin
         "weights": {"spike": 1.0, "level": 1.0, "jump": 1.1, "season": 1.25, "week": 1.0},
@@ -103,6 +104,9 @@ class Ensemble(WindowDetector):
             k = int(p["short"])
             mean_k, _ = trailing_mean_std(v, start, k)
             feats["level"] = np.abs(mean_k - med) / sig
+        if "spread" in members:
+            _, std_k = trailing_mean_std(v, start, int(p["spread_points"]))
+            feats["spread"] = std_k / sig
         if "jump" in members:
             d = _shift_diff(v)
             zj, _, _ = robust_z(d, start, base, w, step, mp)
