@@ -8,14 +8,19 @@ Members (each a non-negative "how unusual" number per point, from past points on
     season    robust z of the change from the same time one day earlier against the
               trailing window of such changes (breaks of a daily pattern)
     week      the same one week earlier (weekly patterns; needs the week in the
-              buffer: `season_max_points`)
+              buffer: at most `season_max_points` points back)
+    spread    (off by default) spread of the last `spread_points` points over the
+              window's spread
 
 Calibration (the threshold adapts to each series): each member's value is divided by
-the largest value that member has reached before in this series (decaying slowly, so
-that a second anomaly long after the first can stand out again); the ratio r becomes
-r^p / (1 + r^p) (0.5 when the point equals the series' record). The ensemble score is
-the largest calibrated member. After a point scores above `alarm_level`, the next
-`quiet` points are damped (one alarm per event, as NAB rewards).
+the largest value that member reached in the recent past of this series (the last
+`keep` blocks of `block` points; at least `min_record` sigmas) and by the member's
+weight; the ratio r becomes r^p / (1 + r^p), so 0.5 means "as unusual as the recent
+record". A member scores only after `warmup` points, and after `<member>_mature`
+points of its own evidence. The ensemble score is the largest calibrated member.
+After a point scores above `alarm_level`, the next `quiet` points are damped to below
+`alarm_level` unless they score higher than that alarm (one alarm per event, as NAB
+rewards). All settings are the same for every series (tuned once on the NAB DEV files).
 """
 
 from __future__ import annotations
@@ -52,12 +57,12 @@ class Ensemble(WindowDetector):
         "power": 4.0,  # sharpness of the record ratio → score map
         "min_record": 3.0,  # sigmas: the smallest record that counts
         "alarm_level": 0.5,
+        "quiet": 100,  # points damped after an alarm ...
+        "quiet_margin": 0.0,  # ... unless they beat the alarm's score by this much
         "quiet_min_gap": 0,  # ... and come at least this many points after it
-        "quiet_margin": 0.0,  # a quiet point must beat the alarm by this to alarm again
         "mature": 0,  # a member scores once it has had this many points of evidence
         "season_mature": 0,  # the same for the season member
         "week_mature": 1000,  # and for the week member
-        "quiet": 100,  # points damped after an alarm
         "members": [m for m in MEMBERS if m != "spread"],
         "spread_points": 24,
         # a member's ratio is divided by its weight: members that set new records in
