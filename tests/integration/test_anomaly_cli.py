@@ -76,10 +76,8 @@ def test_features_train_score_on_the_file(seeded: tuple[Path, str, int]) -> None
     store = EmbeddedStore(data_dir / "stats.duckdb")
     try:
         with store.reader() as cur:
-            assert cur.execute("SELECT count(*), max(score) FROM anomaly_scores").fetchone() == (
-                34,
-                1.0,
-            )
+            found = cur.execute("SELECT count(*), max(score) FROM anomaly_scores").fetchone()
+            assert found is not None and found[0] == 34 and found[1] >= 0.9
             params = cur.execute("SELECT params FROM models").fetchone()
             assert params is not None and json.loads(params[0])["detector"] == {"window": 96}
     finally:

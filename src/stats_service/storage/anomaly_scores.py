@@ -167,9 +167,10 @@ def list_scores(
     limit: int = 1000,
     cursor: str | None = None,
 ) -> tuple[list[ScoreRow], str | None]:
-    """Scores of windows ending in (from, to] of these series (all of the tenant's
-    when empty), oldest window first; one page and the next page's cursor."""
-    clauses = ["tenant_id = ?", "window_end > ?", "window_end <= ?", "score >= ?"]
+    """Scores of windows overlapping [from, to) of these series (all of the tenant's
+    when empty) — the window still open in real-time scoring too — oldest window first;
+    one page and the next page's cursor."""
+    clauses = ["tenant_id = ?", "window_end > ?", "window_start < ?", "score >= ?"]
     params: list[Any] = [tenant_id, _naive(from_us), _naive(to_us), min_score]
     if series_ids:
         clauses.append("series_id IN (SELECT unnest(?::BIGINT[]))")

@@ -235,8 +235,9 @@ def list_anomalies(
     limit: Annotated[str | None, Query(description=f"Page size, 1..{MAX_LIMIT}.")] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
 ) -> Any:
-    """Window scores of windows ending in (from, to]; without a series selection, every
-    series of the tenant."""
+    """Scores of the windows overlapping [from, to) (the window real-time scoring still
+    fills included), oldest first; without a series selection, every series of the
+    tenant."""
     span = time_range(from_, to, _now_us())
     threshold = 0.0
     if min_score is not None:
