@@ -351,6 +351,8 @@ def annotate(
     if found is not None:
         return False
     rule = str(window.explanation.get("rule", detector))
+    if "member" in window.explanation:  # an ensemble names the member that drove it
+        rule = f"{rule}: {window.explanation['member']}"
     meta = {"score": round(window.score, 4), "explanation": window.explanation}
     try:
         add_annotation(
