@@ -149,6 +149,7 @@ def test_known_cause_by_granger(world: World) -> None:
         ("changepoints", {"model": "l9"}, "model"),
         ("changepoints", {"n_bkps": "-1"}, "n_bkps"),
         ("changepoints", {"n_bkps": "1", "penalty": "3"}, "penalty"),
+        ("changepoints", {"n_bkps": "50", "min_size": "10"}, "n_bkps"),
         ("decompose", {"period": "90s"}, "period"),
         ("decompose", {"period": "1"}, "period"),
         ("spectrum", {"top": "0"}, "top"),
@@ -272,6 +273,17 @@ def test_large_input_runs_as_a_task(world: World, monkeypatch: pytest.MonkeyPatc
     done = _finished(world, started.json()["task_id"])
     assert done["state"] == "SUCCESS"
     assert abs(done["result"]["change_points"][0]["index"] - 180) <= 3
+
+
+def test_long_decomposition_runs_as_a_task(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its cost depends on the period, known once the series is read: then it decides."""
+    url = f"/v1/series/{world.ids['hourly']}/decompose"
+    direct = _ok(world.get(url, **WINDOW))
+    monkeypatch.setattr(patterns, "SYNC_STL_WORK", 360 * 60 - 1)  # buckets x period
+    started = world.get(url, **WINDOW)
+    assert started.status_code == 202
+    done = _finished(world, started.json()["task_id"])
+    assert done["state"] == "SUCCESS" and done["result"] == direct
 
 
 def test_failed_task_says_why(world: World) -> None:

@@ -5,8 +5,8 @@ Without `n_bkps` the number of changes is chosen by Pelt with a BIC-like penalty
 the noise level: for `l2`, 2·sigma²·ln(n) with sigma estimated robustly from the first
 differences (so a steady trend or a few outliers do not inflate it); for `rbf` (which
 works on the standardised series, a cost between 0 and 1 per point) 2·ln(n). A given
-`pen` replaces either. With `n_bkps` the best `n_bkps` changes are found by binary
-segmentation.
+`pen` replaces either. With `n_bkps` the best `n_bkps` changes are found exactly (dynamic
+programming).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import ruptures as rpt
 
+from ...errors import BadParameter
 from ...model import Float64Array
 from .data import Grid
 
 MODELS = ("l2", "rbf")
-PELT_POINTS = 2000  # above this, Pelt tries every `jump`-th bucket only
 
 
 def noise_sigma(values: Float64Array) -> float:
@@ -54,21 +54,29 @@ def detect(
     min_size: int = 3,
 ) -> tuple[list[int], float | None]:
     """Indexes where a new segment starts (ascending) and the penalty used (None with
-    `n_bkps`)."""
+    `n_bkps`). ruptures' kernel change point detection (C code): Pelt with a penalty,
+    exact dynamic programming with `n_bkps`; the linear kernel is the `l2` cost."""
     n = values.shape[0]
     signal = values.reshape(-1, 1)
     if model == "rbf":
         std = float(np.std(values))
         signal = ((values - float(np.mean(values))) / (std if std > 0 else 1.0)).reshape(-1, 1)
+    kernel = "linear" if model == "l2" else "rbf"
+    algo = rpt.KernelCPD(kernel=kernel, min_size=min_size)
     if n_bkps is not None:
         if n_bkps == 0:
             return [], None
-        algo = rpt.Binseg(model=model, min_size=min_size, jump=1).fit(signal)
-        ends = algo.predict(n_bkps=n_bkps)
+        try:
+            ends = algo.fit(signal).predict(n_bkps=n_bkps)
+        except rpt.exceptions.BadSegmentationParameters:
+            raise BadParameter(
+                "n_bkps", f"{n_bkps} changes with min_size {min_size} do not fit {n} buckets"
+            ) from None
         return [int(e) for e in ends[:-1]], None
     used = pen if pen is not None else penalty(values, model)
-    jump = max(1, n // PELT_POINTS)
-    ends = rpt.Pelt(model=model, min_size=min_size, jump=jump).fit(signal).predict(pen=used)
+    if n < 2 * min_size:
+        return [], used
+    ends = algo.fit(signal).predict(pen=used)
     return [int(e) for e in ends[:-1]], used
 
 

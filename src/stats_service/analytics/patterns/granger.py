@@ -23,11 +23,14 @@ from .data import Grid, period_of
 ALPHA = 0.05
 
 
-def needs_difference(*series: Float64Array) -> bool:
+def needs_difference(max_lag: int, *series: Float64Array) -> bool:
+    """True when an ADF test (lags chosen by AIC up to 2·max_lag + 4) does not reject a
+    unit root for one of the series."""
     for values in series:
         if float(np.std(values)) == 0.0:
             continue
-        p = float(adfuller(values, autolag="AIC", result_object=False)[1])
+        lags = min(2 * max_lag + 4, values.shape[0] // 4)
+        p = float(adfuller(values, maxlag=lags, autolag="AIC", result_object=False)[1])
         if p >= ALPHA:
             return True
     return False
@@ -59,7 +62,8 @@ def analyse(
     cause, effect = grid.values[0], grid.values[1]
     if float(np.std(cause)) == 0.0 or float(np.std(effect)) == 0.0:
         raise BadParameter("cause", "a constant series cannot cause or be caused (no variance)")
-    differenced = difference == "true" or (difference == "auto" and needs_difference(cause, effect))
+    auto = difference == "auto" and needs_difference(max_lag, cause, effect)
+    differenced = difference == "true" or auto
     if differenced:
         cause, effect = np.diff(cause), np.diff(effect)
     if cause.shape[0] < 3 * max_lag + 10:

@@ -67,6 +67,10 @@ def read(store: EmbeddedStore, tenant_id: int, given: dict[str, Any]) -> Grid:
 
 def execute(store: EmbeddedStore, tenant_id: int, given: dict[str, Any]) -> dict[str, Any]:
     """Read the series and run the analysis of `given` (a spec, see the module's doc)."""
+    return analyse(read(store, tenant_id, given), given)
+
+
+def analyse(grid: Grid, given: dict[str, Any]) -> dict[str, Any]:
+    """Run the analysis of `given` on series already read."""
     function, _ = ANALYSES[given["analysis"]]
-    grid = read(store, tenant_id, given)
     return {"analysis": given["analysis"], **function(grid, **given["options"])}

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from ...analytics.patterns import changepoints as cp
+from ...analytics.patterns import decompose as stl
 from ...analytics.patterns import motifs as mp
 from ...analytics.patterns.data import check_size, owned
-from ...analytics.patterns.runner import execute, spec
+from ...analytics.patterns.runner import analyse, execute, read, spec
 from ...errors import BadParameter, NotFound
 from ...jobs.pattern_analysis import KIND
 from ...model import Principal
@@ -55,6 +56,7 @@ SYNC_BUCKETS = {
     "spectrum": 100_000,
     "motifs": 10_000,  # matrix profile: quadratic in the buckets
 }
+SYNC_STL_WORK = 2_000_000  # decompose: buckets x period (known once the series is read)
 SYNC_CORRELATION_WORK = 5_000_000  # pairs x lags x buckets
 SYNC_GRANGER_WORK = 200_000  # lags x buckets
 MAX_CORRELATED = 20
@@ -130,10 +132,19 @@ def _answer(
     check_size(buckets, span, len(ids), limit)
     given = spec(analysis, ids, span, buckets, limit, options)
     if background:
-        task_id = services.tasks.submit(principal.tenant_id, KIND, given)
-        status = task_status(services, principal.tenant_id, task_id)
-        return Response(status.model_dump_json(), status_code=202, media_type="application/json")
+        return _task(services, principal, given)
+    if analysis == "decompose":  # its cost depends on the period: read, then decide
+        grid = read(services.store, principal.tenant_id, given)
+        if stl.work(grid, options["period"]) > SYNC_STL_WORK:
+            return _task(services, principal, given)
+        return json_response(analyse(grid, given))
     return json_response(execute(services.store, principal.tenant_id, given))
+
+
+def _task(services: Services, principal: Principal, given: dict[str, Any]) -> Response:
+    task_id = services.tasks.submit(principal.tenant_id, KIND, given)
+    status = task_status(services, principal.tenant_id, task_id)
+    return Response(status.model_dump_json(), status_code=202, media_type="application/json")
 
 
 @router.get(
