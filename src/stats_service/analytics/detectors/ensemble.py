@@ -14,13 +14,15 @@ Members (each a non-negative "how unusual" number per point, from past points on
 
 Calibration (the threshold adapts to each series): each member's value is divided by
 the largest value that member reached in the recent past of this series (the last
-`keep` blocks of `block` points; at least `min_record` sigmas) and by the member's
-weight; the ratio r becomes r^p / (1 + r^p), so 0.5 means "as unusual as the recent
-record". A member scores only after `warmup` points, and after `<member>_mature`
-points of its own evidence. The ensemble score is the largest calibrated member.
-After a point scores above `alarm_level`, the next `quiet` points are damped to below
-`alarm_level` unless they score higher than that alarm (one alarm per event, as NAB
-rewards). All settings are the same for every series (tuned once on the NAB DEV files).
+`keep` blocks of `block` points; at least `min_record` sigmas, and at least `long_frac`
+of the member's long-term record, which decays by `long_decay` per point) and by the
+member's weight; the ratio r becomes r^p / (1 + r^p), so 0.5 means "as unusual as the
+recent record". A member scores only after `warmup` points, and after
+`<member>_mature` points of its own evidence. The ensemble score is the largest
+calibrated member. After a point scores above `alarm_level`, the next `quiet` points
+are damped to below `alarm_level` unless they score higher than that alarm (one alarm
+per event, as NAB rewards). All settings are the same for every series (tuned once on
+the NAB DEV files).
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ from .robust_z import robust_z
 
 DAY_US = 86_400_000_000
 MEMBERS = ("spike", "level", "jump", "season", "week", "spread")
+
+
+def decayed_max(z: FloatArray, prev: float, decay: float) -> FloatArray:
+    """M_i = max(M_{i-1} * decay, z_i) with M_{-1} = prev, vectorised in the log domain."""
+    m = z.size
+    if m == 0:
+        return np.zeros(0)
+    ld = float(np.log(decay))
+    j = np.arange(m, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        lz = np.log(np.maximum(z, 0.0))
+    lp = float(np.log(prev)) if prev > 0 else -np.inf
+    acc = np.maximum.accumulate(np.maximum(lz - j * ld, lp + ld))
+    out: FloatArray = np.exp(acc + j * ld)
+    return out
 
 
 def _shift_diff(v: FloatArray) -> FloatArray:
@@ -53,8 +70,10 @@ class Ensemble(WindowDetector):
         "min_points": 64,  # no statistics from fewer past points
         "warmup": 288,  # no score before this many points
         "block": 64,  # records are kept per block of points ...
-        "keep": 40,  # ... for this many blocks
+        "keep": 20,  # ... for this many blocks
         "power": 4.0,  # sharpness of the record ratio → score map
+        "long_frac": 0.4,  # the record is at least this fraction of the long-term record
+        "long_decay": 0.99995,  # per point decay of the long-term record
         "min_record": 3.0,  # sigmas: the smallest record that counts
         "alarm_level": 0.5,
         "quiet": 100,  # points damped after an alarm ...
@@ -143,6 +162,12 @@ class Ensemble(WindowDetector):
                 ),
                 float(p["min_record"]),
             )
+            if float(p["long_frac"]) > 0:
+                prev_long = float(self.extra.get(f"long_{name}", 0.0))
+                long = decayed_max(f, prev_long, float(p["long_decay"]))
+                self.extra[f"long_{name}"] = float(long[-1])
+                long_before = np.concatenate(([prev_long], long[:-1]))
+                before = np.maximum(before, float(p["long_frac"]) * long_before)
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = np.where(before > 0, f / np.where(before > 0, before, 1.0), 0.0)
             # the first evidence of a young series has no record yet: ratio 1
