@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from ..errors import FieldError, ServiceError, Unauthorized
 from ..model import Principal, Role
 from ..services import Services
+from ..ui.sessions import session_of
 from .deps import ServicesDep, presented_key, principal_of
 from .errors import loc
 from .problems import PROBLEM_RESPONSES, _problem
@@ -80,8 +81,9 @@ def add_route(
 
 def stats_caller(request: Request, services: Services, role: Role) -> Principal:
     """The caller of a stats API route: its key's principal (with `role`), or else the
-    anonymous principal of tenant `default` when it allows that; 401 otherwise."""
-    if presented_key(request) is None:
+    anonymous principal of tenant `default` when it allows that; 401 otherwise. The
+    dashboard's session cookie counts as its key (the pages poll `/tasks/{id}`)."""
+    if presented_key(request) is None and session_of(request) is None:
         anonymous = services.auth.anonymous(None, role)
         if anonymous is None:
             flag = "anonymous_read" if role is Role.READ else "anonymous_write"

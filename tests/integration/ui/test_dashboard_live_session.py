@@ -71,3 +71,28 @@ def test_without_session_or_key_the_feed_still_asks_for_a_key(client: TestClient
         ws.send_json({"type": "auth"})
         error, code = closed(ws)
     assert code == 4401 and "API key is required" in str(error["detail"])
+
+
+def test_the_pages_poll_tasks_with_the_session_cookie(client: TestClient) -> None:
+    """A forecast answered as a task (`async=true`) is followed at /tasks/{id} with the
+    cookie, as the explorer does; without a session or key that is still a 401."""
+    points = [
+        {"device": "esp32-01", "ts": f"2026-11-20T{h:02d}:00:00Z", "metrics": {"t": 20.0 + h % 3}}
+        for h in range(24)
+    ]
+    assert (
+        client.post("/v1/ingest", json=points, headers={"X-API-Key": ADMIN_KEY}).status_code == 202
+    )
+    sign_in(client)
+    series = client.get("/v1/devices/esp32-01/metrics").json()["metrics"][0]["series_id"]
+    window = {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
+    answer = client.get(
+        f"/v1/series/{series}/forecast",
+        params={"horizon": 3, "bucket": "1h", "async": "true", **window},
+    )
+    assert answer.status_code == 202, answer.text
+    task = answer.json()["task_id"]
+    polled = client.get(f"/tasks/{task}")
+    assert polled.status_code == 200 and polled.json()["task_id"] == task
+    client.cookies.clear()
+    assert client.get(f"/tasks/{task}").status_code == 401
