@@ -176,6 +176,7 @@ def test_bad_series_params_name_the_parameter(
         ("/v1/analysis/correlation", {"series": "1,x"}, "series"),
         ("/v1/analysis/correlation", {"series": "1,2", "max_lag": "soon"}, "max_lag"),
         ("/v1/analysis/correlation", {"series": "1,2", "max_lag": "5000"}, "max_lag"),
+        ("/v1/analysis/correlation", {"series": "1,2", "max_lag": "\u00b2"}, "max_lag"),
         ("/v1/analysis/correlation", {}, "series"),
         ("/v1/analysis/granger", {"cause": "1", "effect": "1"}, "effect"),
         ("/v1/analysis/granger", {"cause": "1", "effect": "2", "max_lag": "0"}, "max_lag"),

@@ -102,7 +102,7 @@ def _buckets(text: str) -> Buckets:
 def _in_buckets(param: str, text: str, width_us: int) -> int:
     """A number of buckets (`12`) or a duration (`1h`) that is a whole number of them."""
     value = text.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     micros = parse_duration(param, value)
     if micros % width_us:
