@@ -68,9 +68,9 @@ class Ensemble(WindowDetector):
         "step": 16,  # window statistics refreshed every `step` points
         "short": 12,  # points averaged by the level member
         "min_points": 64,  # no statistics from fewer past points
-        "warmup": 288,  # no score before this many points
-        "block": 64,  # records are kept per block of points ...
-        "keep": 20,  # ... for this many blocks
+        "warmup": 240,  # no score before this many points
+        "block": 128,  # records are kept per block of points ...
+        "keep": 10,  # ... for this many blocks
         "power": 4.0,  # sharpness of the record ratio → score map
         "long_frac": 0.4,  # the record is at least this fraction of the long-term record
         "long_decay": 0.99995,  # per point decay of the long-term record
@@ -81,7 +81,7 @@ class Ensemble(WindowDetector):
         "quiet_min_gap": 0,  # ... and come at least this many points after it
         "mature": 0,  # a member scores once it has had this many points of evidence
         "season_mature": 0,  # the same for the season member
-        "week_mature": 1000,  # and for the week member
+        "week_mature": 1500,  # and for the week member
         "members": [m for m in MEMBERS if m != "spread"],
         "spread_points": 24,
         # a member's ratio is divided by its weight: members that set new records in
