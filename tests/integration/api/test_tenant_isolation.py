@@ -514,6 +514,96 @@ def annotation_delete(w: World) -> None:
     assert w.client.get(f"/v1/annotations/{note}", headers=w.a).status_code == 200
 
 
+
+# -- analytics ---------------------------------------------------------------------------
+
+
+def forecast(w: World) -> None:
+    for extra in ({}, {"async": "true"}):  # no forecast and no task for another's series
+        assert _get(w, f"/v1/series/{w.a_series}/forecast", **{"from": "now-2d", **extra})[0] == 404
+
+
+def _a_scored(w: World) -> list[dict[str, object]]:
+    """A's series has a model and window scores (idempotent); A's scores."""
+    if not w.client.get("/v1/anomalies/models", headers=w.a).json()["items"]:
+        selection = {"series": [w.a_series], "from": "now-2d"}
+        for path, body in (
+            ("/v1/anomalies/train", {**selection, "window": "60s", "detector": "robust_z"}),
+            ("/v1/anomalies/score", selection),
+        ):
+            answer = w.client.post(path, json=body, headers=w.a)
+            assert answer.status_code == 202, answer.text
+            task = answer.json()
+            while task["state"] not in ("SUCCESS", "FAILURE"):
+                time.sleep(0.05)
+                task = w.client.get(f"/tasks/{task['task_id']}", headers=w.a).json()
+            assert task["state"] == "SUCCESS", task
+    found: list[dict[str, object]] = w.client.get(
+        "/v1/anomalies", params={"from": "now-2d"}, headers=w.a
+    ).json()["items"]
+    assert found
+    return found
+
+
+def _anomaly_selections(w: World) -> list[dict[str, object]]:
+    return [{"series": w.a_series}, {"device": A_DEVICE}, {"metric": A_METRIC}]
+
+
+def _asked(w: World, text: str) -> str:  # a 404 may name what was asked for
+    return text.replace(w.a_series, "").replace(A_DEVICE, "").replace(A_METRIC, "")
+
+
+def _anomaly_post(w: World, path: str) -> None:
+    for selection in _anomaly_selections(w):
+        if "series" in selection:
+            selection = {"series": [w.a_series]}
+        answer = w.client.post(path, json={**selection, "from": "now-2d"}, headers=w.b)
+        # A's series id is no series of B's; a device or metric of that name may be B's own
+        assert answer.status_code in ((404,) if "series" in selection else (202, 400, 404))
+        w.assert_clean(_asked(w, answer.text))
+
+
+def anomaly_train(w: World) -> None:
+    _a_scored(w)
+    before = w.client.get("/v1/anomalies/models", headers=w.a).json()["items"]
+    _anomaly_post(w, "/v1/anomalies/train")
+    assert w.client.get("/v1/anomalies/models", headers=w.a).json()["items"] == before
+
+
+def anomaly_score(w: World) -> None:
+    before = _a_scored(w)
+    _anomaly_post(w, "/v1/anomalies/score")
+    assert _a_scored(w) == before
+
+
+def anomaly_list(w: World) -> None:
+    _a_scored(w)
+    status, text = _get(w, "/v1/anomalies", **{"from": "now-2d"})
+    assert status == 200 and json.loads(text)["items"] == []
+    w.assert_clean(text)
+    for selection in [*_anomaly_selections(w), {"metric_id": A_METRIC}]:
+        status, text = _get(w, "/v1/anomalies", **selection, **{"from": "now-2d"})
+        assert status == 404, text
+        w.assert_clean(_asked(w, text))
+
+
+def anomaly_features(w: World) -> None:
+    for selection in _anomaly_selections(w):
+        status, text = _get(w, "/v1/anomalies/features", **selection, **{"from": "now-2d"})
+        assert status == 404, text
+        w.assert_clean(_asked(w, text))
+
+
+def anomaly_models(w: World) -> None:
+    _a_scored(w)
+    status, text = _get(w, "/v1/anomalies/models")
+    assert status == 200 and json.loads(text)["items"] == []
+    for selection in _anomaly_selections(w):
+        status, text = _get(w, "/v1/anomalies/models", **selection)
+        assert status == 404, text
+        w.assert_clean(_asked(w, text))
+
+
 CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/health"): public,
     ("GET", "/v1/ready"): public,
@@ -570,6 +660,12 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/annotations"): annotation_list,
     ("GET", "/v1/annotations/{annotation_id}"): annotation_read,
     ("DELETE", "/v1/annotations/{annotation_id}"): annotation_delete,
+    ("GET", "/v1/series/{series_id}/forecast"): forecast,
+    ("POST", "/v1/anomalies/train"): anomaly_train,
+    ("POST", "/v1/anomalies/score"): anomaly_score,
+    ("GET", "/v1/anomalies"): anomaly_list,
+    ("GET", "/v1/anomalies/features"): anomaly_features,
+    ("GET", "/v1/anomalies/models"): anomaly_models,
 }
 
 
