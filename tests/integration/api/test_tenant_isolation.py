@@ -604,6 +604,33 @@ def anomaly_models(w: World) -> None:
         w.assert_clean(_asked(w, text))
 
 
+
+def pattern_series(w: World) -> None:
+    for path in ("changepoints", "decompose", "spectrum", "motifs"):
+        for extra in ({}, {"async": "true"}):
+            url = f"/v1/series/{w.a_series}/{path}"
+            status, text = _get(w, url, **{"from": "now-2d"}, **extra)
+            assert status == 404, (path, extra, text)
+            w.assert_clean(text.replace(w.a_series, ""))  # the 404 may name what was asked for
+
+
+def pattern_correlation(w: World) -> None:
+    b_series = w.client.get("/v1/series", headers=w.b).json()["items"][0]["id"]
+    for extra in ({}, {"async": "true"}):
+        pair = f"{b_series},{w.a_series}"
+        status, text = _get(w, "/v1/analysis/correlation", series=pair, **extra)
+        assert status == 404, text
+        w.assert_clean(text.replace(w.a_series, ""))
+
+
+def pattern_granger(w: World) -> None:
+    b_series = w.client.get("/v1/series", headers=w.b).json()["items"][0]["id"]
+    for cause, effect in ((w.a_series, b_series), (b_series, w.a_series)):
+        status, text = _get(w, "/v1/analysis/granger", cause=cause, effect=effect, max_lag=2)
+        assert status == 404, text
+        w.assert_clean(text.replace(w.a_series, ""))
+
+
 CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/health"): public,
     ("GET", "/v1/ready"): public,
@@ -666,6 +693,12 @@ CASES: dict[tuple[str, str], Check] = {
     ("GET", "/v1/anomalies"): anomaly_list,
     ("GET", "/v1/anomalies/features"): anomaly_features,
     ("GET", "/v1/anomalies/models"): anomaly_models,
+    ("GET", "/v1/series/{series_id}/changepoints"): pattern_series,
+    ("GET", "/v1/series/{series_id}/decompose"): pattern_series,
+    ("GET", "/v1/series/{series_id}/spectrum"): pattern_series,
+    ("GET", "/v1/series/{series_id}/motifs"): pattern_series,
+    ("GET", "/v1/analysis/correlation"): pattern_correlation,
+    ("GET", "/v1/analysis/granger"): pattern_granger,
 }
 
 
