@@ -109,6 +109,7 @@ def test_known_period_in_spectrum_and_decomposition(world: World) -> None:
     assert given["period"]["seconds"] == 3600 and given["period"]["detected"] is False
 
 
+@pytest.mark.timeout(300)  # stumpy compiles (numba) on its first use in a process: up to a minute
 def test_planted_motif_and_discord(world: World) -> None:
     body = _ok(
         world.get(

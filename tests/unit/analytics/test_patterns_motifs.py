@@ -22,6 +22,7 @@ def planted(seed: int = 6) -> np.ndarray:
     return values
 
 
+@pytest.mark.timeout(300)  # stumpy compiles (numba) on its first use in a process: up to a minute
 def test_planted_motif_and_discord() -> None:
     values = planted()
     smooth = np.sin(np.arange(400) * 2 * np.pi / 20)  # a regular signal...
