@@ -19,6 +19,10 @@ from conftest import ADMIN_KEY, make_settings, new_key, new_tenant
 from stats_service.api.routers import patterns
 from stats_service.app import create_app
 
+# whichever test first asks for motifs in a process pays stumpy's compile (numba): up to
+# a minute on a fresh machine
+pytestmark = pytest.mark.timeout(300)
+
 T0 = 1_789_999_200  # epoch seconds, a whole hour (2026-09-21T14:00:00Z)
 FROM = "2026-09-21T14:00:00Z"
 TO_6H = "2026-09-21T20:00:00Z"
@@ -109,7 +113,6 @@ def test_known_period_in_spectrum_and_decomposition(world: World) -> None:
     assert given["period"]["seconds"] == 3600 and given["period"]["detected"] is False
 
 
-@pytest.mark.timeout(300)  # stumpy compiles (numba) on its first use in a process: up to a minute
 def test_planted_motif_and_discord(world: World) -> None:
     body = _ok(
         world.get(

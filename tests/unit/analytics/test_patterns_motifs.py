@@ -12,6 +12,10 @@ from patterns_support import grid
 from stats_service.analytics.patterns import motifs
 from stats_service.errors import BadParameter
 
+# whichever test first asks for motifs in a process pays stumpy's compile (numba): up to
+# a minute on a fresh machine
+pytestmark = pytest.mark.timeout(300)
+
 
 def planted(seed: int = 6) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -22,7 +26,6 @@ def planted(seed: int = 6) -> np.ndarray:
     return values
 
 
-@pytest.mark.timeout(300)  # stumpy compiles (numba) on its first use in a process: up to a minute
 def test_planted_motif_and_discord() -> None:
     values = planted()
     smooth = np.sin(np.arange(400) * 2 * np.pi / 20)  # a regular signal...
