@@ -13,7 +13,9 @@ from ...errors import Forbidden
 from ...ingest.protocols.json_v1 import DEVICE_RE
 from ...ingest.replay import replay
 from ...model import Principal, Role
+from ...services import Services
 from ...storage import rollups
+from ...storage.models import set_tenant_interval
 from ...storage.records import ApiKeyRecord, Tenant
 from ...storage.rollup_policy import TenantPolicy, parse_tenant_policy, parse_text
 from ..deps import AdminPrincipal, ServicesDep
@@ -23,6 +25,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=PROBLEM_RESPONS
 TENANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_LIMIT = 2**31 - 1
 DEVICE_PATTERN = DEVICE_RE.pattern
+SCORING_INTERVAL_MAX_S = 31 * 86400
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -51,6 +54,13 @@ class TenantPatch(BaseModel):
         "`/stats/...`, `/tasks/...`; docs/stats-api.md) for this tenant (`default` only). "
         "The /v1 API always needs a key.",
     )
+    scoring_interval_s: float | None = Field(
+        None,
+        ge=0,
+        le=SCORING_INTERVAL_MAX_S,
+        description="Seconds between scheduled anomaly scoring runs for this tenant "
+        "(docs/anomaly-scoring.md); 0: back to the server's STATS_SCORING_INTERVAL_S.",
+    )
 
 
 class TenantOut(BaseModel):
@@ -62,9 +72,12 @@ class TenantOut(BaseModel):
     max_batch_points: int
     anonymous_write: bool
     anonymous_read: bool = False
+    scoring_interval_s: float | None = Field(
+        None, description="Its own scheduled-scoring interval; null: the server's setting."
+    )
 
     @classmethod
-    def of(cls, t: Tenant) -> TenantOut:
+    def of(cls, t: Tenant, scoring_interval_s: float | None = None) -> TenantOut:
         return cls(
             id=t.id,
             name=t.name,
@@ -74,6 +87,7 @@ class TenantOut(BaseModel):
             max_batch_points=t.max_batch_points,
             anonymous_write=t.anonymous_write,
             anonymous_read=t.anonymous_read,
+            scoring_interval_s=scoring_interval_s,
         )
 
 
@@ -158,7 +172,12 @@ def create_tenant(body: TenantIn, principal: AdminPrincipal, services: ServicesD
 def list_tenants(principal: AdminPrincipal, services: ServicesDep) -> list[TenantOut]:
     """Every tenant for admins of `default`, otherwise the caller's own."""
     tenants = services.store.list_tenants()
-    return [TenantOut.of(t) for t in tenants if principal.superuser or t.id == principal.tenant_id]
+    intervals = _scoring_intervals(services)
+    return [
+        TenantOut.of(t, intervals.get(t.id))
+        for t in tenants
+        if principal.superuser or t.id == principal.tenant_id
+    ]
 
 
 @router.patch("/tenants/{name}", response_model=TenantOut)
@@ -168,10 +187,22 @@ def update_tenant(
     """Change a tenant's retention and limits."""
     _superuser(principal)
     changes = {k: v for k, v in body.model_dump().items() if v is not None}
+    interval = changes.pop("scoring_interval_s", None)
     tenant = services.store.update_tenant(name, **changes)
+    if interval is not None:
+        set_tenant_interval(services.store, tenant.id, interval or None)
     services.pipeline.forget_tenant(tenant.id)
     services.auth.forget_tenants()
-    return TenantOut.of(tenant)
+    return TenantOut.of(tenant, _scoring_intervals(services).get(tenant.id))
+
+
+def _scoring_intervals(services: Services) -> dict[int, float]:
+    with services.store.reader() as cur:
+        rows = cur.execute(
+            "SELECT tenant_id, scoring_interval_s FROM tenant_scoring "
+            "WHERE scoring_interval_s IS NOT NULL"
+        ).fetchall()
+    return {int(tenant_id): float(seconds) for tenant_id, seconds in rows}
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
