@@ -91,6 +91,7 @@ class _Stream:
     points: int = 0
     dirty: bool = False
     written: bool = False  # the open window has a row already (usage counted)
+    written_best: float = -1.0  # the open window's score in its row
     annotated: bool = False
 
 
@@ -377,6 +378,7 @@ class RealtimeScorer:
         stream.points = 0
         stream.dirty = False
         stream.written = False
+        stream.written_best = -1.0
         stream.annotated = False
 
     def _flush_safely(self) -> None:
@@ -395,7 +397,10 @@ class RealtimeScorer:
                 usage[tenant] = usage.get(tenant, 0) + 1
         open_rows: list[tuple[int, int, _Stream, WindowScore]] = []
         for (tenant, series_id), stream in self._streams.items():
-            if stream.dirty and stream.window_start is not None:
+            # an open window's row is written when it opens and when its score rises (a
+            # fresh anomaly shows at once); its final row (point count) when it closes
+            rises = not stream.written or stream.best > stream.written_best
+            if stream.dirty and stream.window_start is not None and rises:
                 open_rows.append((tenant, series_id, stream, self._window(stream)))
                 if not stream.written:
                     usage[tenant] = usage.get(tenant, 0) + 1
@@ -409,6 +414,7 @@ class RealtimeScorer:
         self.metrics.windows.inc(len(everything))
         for _t, _s, stream, _w in open_rows:
             stream.written = True
+            stream.written_best = stream.best
             stream.dirty = False
         for tenant, series_id, stream, window in everything:
             is_open = stream.window_start == window.start_us
