@@ -1,12 +1,12 @@
-"""Anomaly detectors of the catalogue on the NAB DEV files (../shared/nab, 24 files).
+"""Anomaly detectors of the catalogue on the NAB DEV files (benchmarks/nab_dev, 24 files).
 
     .venv/bin/python benchmarks/nab.py                       # every detector
     .venv/bin/python benchmarks/nab.py --detectors ensemble robust_z
-    .venv/bin/python benchmarks/nab.py --nab /work/shared/nab --per-file
+    .venv/bin/python benchmarks/nab.py --nab benchmarks/nab_dev --per-file
 
 Each detector reads each file as a stream (one fresh detector per file, one score per
 row in file order, repeated rows included). The scores of all files are scored with
-NAB's rules (stats_service.analytics.nab, as ../shared/nab/README.md describes): one
+NAB's rules (stats_service.analytics.nab, as benchmarks/nab_dev/README.md describes): one
 threshold for all files per profile, chosen to maximise the score. The table shows the
 three profiles, windows hit and FP rows (standard profile) and the seconds spent
 scoring, beside NAB's published detectors rescored on the same 24 files. The last line
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from stats_service.analytics import nab  # noqa: E402
 from stats_service.analytics.detectors import CATALOGUE, DEFAULT, make  # noqa: E402
 
-PUBLISHED = [  # standard profile on the same 24 files (../shared/nab/README.md)
+PUBLISHED = [  # standard profile on the same 24 files (benchmarks/nab_dev/README.md)
     ("ARTime", 68.77),
     ("Numenta HTM", 64.85),
     ("HTM Java", 63.58),
@@ -68,7 +68,7 @@ def year_cost(name: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--nab", default=str(ROOT.parent / "shared" / "nab"))
+    ap.add_argument("--nab", default=str(ROOT / "benchmarks" / "nab_dev"))
     ap.add_argument("--detectors", nargs="*", default=list(CATALOGUE))
     ap.add_argument("--per-file", action="store_true", help="raw standard score per file")
     args = ap.parse_args()

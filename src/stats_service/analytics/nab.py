@@ -1,4 +1,4 @@
-"""Numenta Anomaly Benchmark (NAB v1.1) scoring, as described in ../shared/nab/README.md.
+"""Numenta Anomaly Benchmark (NAB v1.1) scoring, as described in benchmarks/nab_dev/README.md.
 
 A detector gives one score in [0, 1] per row. A row is an alarm when its score >= T.
 

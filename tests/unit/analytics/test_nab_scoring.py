@@ -13,7 +13,7 @@ from stats_service.analytics import nab
 STD = nab.PROFILES["standard"]
 LOW_FP = nab.PROFILES["reward_low_FP_rate"]
 LOW_FN = nab.PROFILES["reward_low_FN_rate"]
-NAB_DIR = Path(__file__).resolve().parents[4] / "shared" / "nab"
+NAB_DIR = Path(__file__).resolve().parents[3] / "benchmarks" / "nab_dev"  # in the repository
 
 
 def test_probation_is_15_percent_at_most_750_rows() -> None:
