@@ -119,13 +119,12 @@ def _answer(
     principal: Principal,
     analysis: str,
     ids: list[int],
-    window: tuple[str | None, str | None],
+    span: TimeRange,
     buckets: Buckets,
     options: dict[str, Any],
     background: bool,
 ) -> Response:
     """Check size and ownership, then answer at once or start a task (202)."""
-    span = time_range(window[0], window[1], now_us())
     with services.store.reader() as cur:
         owned(cur, principal.tenant_id, ids)  # 404 first (and now, not in a task)
     limit = services.settings.analysis_max_points
@@ -139,6 +138,23 @@ def _answer(
             return _task(services, principal, given)
         return json_response(analyse(grid, given))
     return json_response(execute(services.store, principal.tenant_id, given))
+
+
+def _series_answer(
+    services: Services,
+    principal: Principal,
+    analysis: str,
+    series_id: str,
+    window: tuple[str | None, str | None],
+    buckets: Buckets,
+    options: dict[str, Any],
+    background: bool,
+) -> Response:
+    """One series' analysis: a task when asked or when its bucket grid is large."""
+    span = time_range(window[0], window[1], now_us())
+    large = _grid_size(span, buckets) > SYNC_BUCKETS[analysis]
+    ids = [_sid(series_id)]
+    return _answer(services, principal, analysis, ids, span, buckets, options, background or large)
 
 
 def _task(services: Services, principal: Principal, given: dict[str, Any]) -> Response:
@@ -176,12 +192,9 @@ def get_changepoints(
         raise BadParameter("model", f"{model!r} is not a model; valid are {', '.join(cp.MODELS)}")
     if n_bkps is not None and penalty is not None:
         raise BadParameter("penalty", "give n_bkps or penalty, not both")
-    span = time_range(from_, to, now_us())
     options = {"model": model, "n_bkps": n_bkps, "pen": penalty, "min_size": min_size}
-    large = _grid_size(span, buckets) > SYNC_BUCKETS["changepoints"]
-    ids = [_sid(series_id)]
-    return _answer(
-        services, principal, "changepoints", ids, (from_, to), buckets, options, async_ or large
+    return _series_answer(
+        services, principal, "changepoints", series_id, (from_, to), buckets, options, async_
     )
 
 
@@ -207,11 +220,8 @@ def get_decompose(
         options["period"] = _in_buckets("period", period, buckets.width_us)
         if options["period"] < 2:
             raise BadParameter("period", "must be at least 2 buckets")
-    span = time_range(from_, to, now_us())
-    large = _grid_size(span, buckets) > SYNC_BUCKETS["decompose"]
-    ids = [_sid(series_id)]
-    return _answer(
-        services, principal, "decompose", ids, (from_, to), buckets, options, async_ or large
+    return _series_answer(
+        services, principal, "decompose", series_id, (from_, to), buckets, options, async_
     )
 
 
@@ -229,11 +239,8 @@ def get_spectrum(
     """Dominant periods (periodogram of the detrended buckets): each with its length in
     buckets, seconds and as a duration, and its share of the power."""
     buckets = _buckets(bucket)
-    span = time_range(from_, to, now_us())
-    large = _grid_size(span, buckets) > SYNC_BUCKETS["spectrum"]
-    ids = [_sid(series_id)]
-    return _answer(
-        services, principal, "spectrum", ids, (from_, to), buckets, {"top": top}, async_ or large
+    return _series_answer(
+        services, principal, "spectrum", series_id, (from_, to), buckets, {"top": top}, async_
     )
 
 
@@ -260,11 +267,8 @@ def get_motifs(
         options["window"] = _in_buckets("window", window, buckets.width_us)
         if options["window"] < mp.MIN_WINDOW:
             raise BadParameter("window", f"must be at least {mp.MIN_WINDOW} buckets")
-    span = time_range(from_, to, now_us())
-    large = _grid_size(span, buckets) > SYNC_BUCKETS["motifs"]
-    ids = [_sid(series_id)]
-    return _answer(
-        services, principal, "motifs", ids, (from_, to), buckets, options, async_ or large
+    return _series_answer(
+        services, principal, "motifs", series_id, (from_, to), buckets, options, async_
     )
 
 
@@ -296,7 +300,7 @@ def get_correlation(
     pairs = len(ids) * (len(ids) - 1) // 2
     large = pairs * (2 * lag + 1) * _grid_size(span, buckets) > SYNC_CORRELATION_WORK
     return _answer(
-        services, principal, "correlation", ids, (from_, to), buckets, {"max_lag": lag},
+        services, principal, "correlation", ids, span, buckets, {"max_lag": lag},
         async_ or large,
     )  # fmt: skip
 
@@ -334,6 +338,4 @@ def get_granger(
     span = time_range(from_, to, now_us())
     large = lag * _grid_size(span, buckets) > SYNC_GRANGER_WORK
     options = {"max_lag": lag, "alpha": alpha, "difference": mode}
-    return _answer(
-        services, principal, "granger", ids, (from_, to), buckets, options, async_ or large
-    )
+    return _answer(services, principal, "granger", ids, span, buckets, options, async_ or large)
